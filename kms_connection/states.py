@@ -37,7 +37,9 @@ class OnDelete(str, Enum):
 # followed by the same first step before a retry: a FAILED store must be disconnected before it can be connected
 # again, which this provider does by itself on the next `pulumi up`.
 CONNECTION_ERROR_REMEDIES: dict[str, str] = {
-    "INTERNAL_ERROR": "KMS had a transient internal error; run `pulumi up` again to disconnect and reconnect the store.",
+    "INTERNAL_ERROR": (
+        "KMS had a transient internal error; run `pulumi up` again to disconnect and reconnect the store."
+    ),
     "NETWORK_ERRORS": (
         "KMS could not reach the backing key store over the network; check the security group, network ACLs and "
         "route tables of the CloudHSM cluster's VPC, or the external key store proxy's network path."

@@ -1,0 +1,30 @@
+"""Declare the connection state of AWS KMS custom key stores and converge it with ``pulumi up``.
+
+The resource classes load on first use, so ``kms_connection.emulator`` and the provider process do not pay for
+importing what they do not need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .states import ConnectionState, DesiredState, OnDelete
+
+if TYPE_CHECKING:
+    from .resource import CustomKeyStoreConnection, CustomKeyStoreConnectionArgs
+
+__all__ = [
+    "ConnectionState",
+    "CustomKeyStoreConnection",
+    "CustomKeyStoreConnectionArgs",
+    "DesiredState",
+    "OnDelete",
+]
+_LAZY = {"CustomKeyStoreConnection": ".resource", "CustomKeyStoreConnectionArgs": ".resource"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,151 @@
+"""Every KMS call the provider makes, and nothing else: DescribeCustomKeyStores, ConnectCustomKeyStore and
+DisconnectCustomKeyStore (the least-privilege IAM policy in the README lists exactly these three).
+
+botocore's ``standard`` retry mode rides out throttling, transient 5xx errors and dropped connections; what is
+left when its attempts are spent becomes an error that names the store, the KMS error code and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from .errors import KeyStoreNotFoundError, KmsApiError, KmsUnreachableError
+from .plan import Observation
+from .settings import AwsSettings
+from .states import ConnectionState
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+else:
+    KMSClient = Any
+
+USER_AGENT = "kms-connection/0.1.0"
+
+# Ten attempts with botocore's capped exponential backoff ride out about half a minute of throttling at
+# KMS's 5 requests per second per account, and of transient 5xx errors.
+RETRY_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 10},
+    connect_timeout=10,
+    read_timeout=30,
+    user_agent_extra=USER_AGENT,
+)
+
+
+@dataclass(frozen=True)
+class KeyStore:
+    """One entry of DescribeCustomKeyStores, as far as the provider reports it (no secret is ever returned)."""
+
+    custom_key_store_id: str
+    connection_state: ConnectionState
+    connection_error_code: str | None = None
+    custom_key_store_type: str | None = None
+    custom_key_store_name: str | None = None
+    cloud_hsm_cluster_id: str | None = None
+    xks_proxy_uri_endpoint: str | None = None
+
+    @property
+    def observation(self) -> Observation:
+        return Observation(self.connection_state, self.connection_error_code)
+
+    @classmethod
+    def from_api(cls, entry: Any) -> KeyStore:
+        xks = entry.get("XksProxyConfiguration") or {}
+        state = entry.get("ConnectionState")
+        return cls(
+            custom_key_store_id=entry["CustomKeyStoreId"],
+            connection_state=ConnectionState(state),
+            connection_error_code=entry.get("ConnectionErrorCode") if state == ConnectionState.FAILED else None,
+            custom_key_store_type=entry.get("CustomKeyStoreType"),
+            custom_key_store_name=entry.get("CustomKeyStoreName"),
+            cloud_hsm_cluster_id=entry.get("CloudHsmClusterId"),
+            xks_proxy_uri_endpoint=xks.get("UriEndpoint"),
+        )
+
+
+def make_client(settings: AwsSettings, region: str) -> KMSClient:
+    """A KMS client for ``region``: boto3 resolves credentials and, unless the stack names one, the endpoint
+    (``AWS_ENDPOINT_URL_KMS``, ``AWS_ENDPOINT_URL`` or the profile's ``endpoint_url``)."""
+    session = boto3.session.Session(profile_name=settings.profile)
+    return session.client("kms", region_name=region, endpoint_url=settings.kms_endpoint, config=RETRY_CONFIG)
+
+
+class KmsGateway:
+    """The three KMS calls for the stores of one Region, with errors translated for users."""
+
+    def __init__(self, client: KMSClient, region: str) -> None:
+        self._client = client
+        self.region = region
+
+    @property
+    def endpoint(self) -> str:
+        return str(self._client.meta.endpoint_url)
+
+    def describe(self, store_id: str) -> KeyStore | None:
+        """The store, or None when KMS does not know it."""
+        try:
+            response = self._client.describe_custom_key_stores(CustomKeyStoreId=store_id)
+        except ClientError as error:
+            if _code(error) == "CustomKeyStoreNotFoundException":
+                return None
+            raise self._api_error(store_id, "DescribeCustomKeyStores", error) from None
+        except (BotoCoreError, NoRegionError) as error:
+            raise self._unreachable(store_id, "DescribeCustomKeyStores", error) from None
+        entries = response.get("CustomKeyStores", [])
+        for entry in entries:
+            if entry.get("CustomKeyStoreId") == store_id:
+                return KeyStore.from_api(entry)
+        return None
+
+    def connect(self, store_id: str) -> None:
+        """Ask KMS to connect the store; it answers at once and connects asynchronously."""
+        self._mutate("ConnectCustomKeyStore", store_id)
+
+    def disconnect(self, store_id: str) -> None:
+        """Ask KMS to disconnect the store; asynchronous too."""
+        self._mutate("DisconnectCustomKeyStore", store_id)
+
+    def _mutate(self, operation: str, store_id: str) -> None:
+        call = self._client.connect_custom_key_store if operation.startswith("Connect") else (
+            self._client.disconnect_custom_key_store
+        )
+        try:
+            call(CustomKeyStoreId=store_id)
+        except ClientError as error:
+            if _code(error) == "CustomKeyStoreNotFoundException":
+                raise KeyStoreNotFoundError(store_id, self.region) from None
+            raise self._api_error(store_id, operation, error) from None
+        except (BotoCoreError, NoRegionError) as error:
+            raise self._unreachable(store_id, operation, error) from None
+
+    def _api_error(self, store_id: str, operation: str, error: ClientError) -> KmsApiError:
+        detail = str(error.response.get("Error", {}).get("Message") or "").strip()
+        if detail and not detail.endswith("."):
+            detail += "."
+        return KmsApiError(store_id, self.region, operation, _code(error), detail)
+
+    def _unreachable(self, store_id: str, operation: str, error: Exception) -> KmsUnreachableError:
+        if isinstance(error, NoCredentialsError):
+            return KmsUnreachableError(
+                store_id,
+                self.region,
+                operation,
+                "no AWS credentials were found",
+                "set `aws:profile` in the stack config or AWS_PROFILE, or credentials in the environment",
+            )
+        return KmsUnreachableError(
+            store_id,
+            self.region,
+            operation,
+            f"{type(error).__name__}: {error}",
+            f"check that the KMS endpoint {self.endpoint} is reachable (a local emulator must be running; "
+            "`aws:endpoints` or AWS_ENDPOINT_URL_KMS choose the endpoint)",
+        )
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code") or "Unknown")

@@ -1,0 +1,193 @@
+"""Validation and normalisation of a CustomKeyStoreConnection's inputs: what ``check`` does, with no I/O.
+
+Every failure names the property and says what is expected, because the engine shows ``check`` failures to the
+user as they are. Values still unknown during a preview pass through untouched: they are checked when known.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.loaders import Loader
+
+from .settings import REGION_HELP
+from .states import DesiredState, OnDelete
+
+CUSTOM_KEY_STORE_ID = "custom_key_store_id"
+DESIRED_STATE = "desired_state"
+ON_DELETE = "on_delete"
+CONNECT_TIMEOUT = "connect_timeout_seconds"
+DISCONNECT_TIMEOUT = "disconnect_timeout_seconds"
+REGION = "region"
+
+DEFAULTS: dict[str, Any] = {
+    DESIRED_STATE: DesiredState.CONNECTED.value,
+    ON_DELETE: OnDelete.DISCONNECT.value,
+    # Connecting a CloudHSM key store can take about 20 minutes.
+    CONNECT_TIMEOUT: 1800,
+    DISCONNECT_TIMEOUT: 900,
+}
+INPUT_NAMES = (CUSTOM_KEY_STORE_ID, DESIRED_STATE, ON_DELETE, CONNECT_TIMEOUT, DISCONNECT_TIMEOUT, REGION)
+MAX_TIMEOUT_SECONDS = 86400
+# Properties the dynamic provider machinery adds itself.
+_INTERNAL = frozenset({"__provider"})
+
+_STORE_ID = re.compile(r"^cks-[0-9a-f]{1,60}$")
+_KEY_ID = re.compile(r"^(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.I)
+_DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhSMH])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+_STORE_ID_FORM = "the key store's id, 'cks-' followed by hex digits, e.g. cks-1234567890abcdef0"
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """A check failure: the property and what is wrong with it."""
+
+    property: str
+    reason: str
+
+
+def check_inputs(
+    news: Mapping[str, Any], default_region: str | None, unknown: object
+) -> tuple[dict[str, Any], list[InputFailure]]:
+    """Validate ``news``; return the normalised inputs (defaults filled in, enums canonical) and the failures.
+
+    ``unknown`` is the value that stands for "not known until apply" during a preview.
+    """
+    inputs = {key: value for key, value in news.items() if key in _INTERNAL}
+    failures: list[InputFailure] = []
+
+    for key in news:
+        if key not in INPUT_NAMES and key not in _INTERNAL:
+            failures.append(InputFailure(key, _unknown_property(key)))
+
+    def take(key: str, validate: Any) -> None:
+        value = news.get(key)
+        if value is None:
+            if key in DEFAULTS:
+                inputs[key] = DEFAULTS[key]
+            return
+        if value == unknown:
+            inputs[key] = value
+            return
+        normalised, reason = validate(value)
+        if reason is not None:
+            failures.append(InputFailure(key, reason))
+            inputs[key] = value
+        else:
+            inputs[key] = normalised
+
+    if news.get(CUSTOM_KEY_STORE_ID) is None:
+        failures.append(InputFailure(CUSTOM_KEY_STORE_ID, f"{CUSTOM_KEY_STORE_ID} is required: {_STORE_ID_FORM}."))
+    take(CUSTOM_KEY_STORE_ID, _store_id)
+    take(DESIRED_STATE, functools.partial(_choice, DESIRED_STATE, [s.value for s in DesiredState], str.upper))
+    take(ON_DELETE, functools.partial(_choice, ON_DELETE, [o.value for o in OnDelete], str.lower))
+    take(CONNECT_TIMEOUT, functools.partial(_timeout, CONNECT_TIMEOUT))
+    take(DISCONNECT_TIMEOUT, functools.partial(_timeout, DISCONNECT_TIMEOUT))
+    take(REGION, _region)
+    if inputs.get(REGION) is None:
+        if default_region is None:
+            failures.append(InputFailure(REGION, f"no AWS Region is set for this resource: {REGION_HELP}."))
+        else:
+            normalised, reason = _region(default_region)
+            if reason is not None:
+                failures.append(InputFailure(REGION, f"the stack's default Region is not usable: {reason}"))
+            inputs[REGION] = normalised
+    return inputs, failures
+
+
+def _unknown_property(key: str) -> str:
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+    matches = difflib.get_close_matches(snake, INPUT_NAMES, n=1, cutoff=0.6)
+    hint = f" Did you mean '{matches[0]}'?" if matches else ""
+    return f"'{key}' is not an input of CustomKeyStoreConnection (inputs: {', '.join(INPUT_NAMES)}).{hint}"
+
+
+def _store_id(value: Any) -> tuple[Any, str | None]:
+    prefix = f"{CUSTOM_KEY_STORE_ID} must be {_STORE_ID_FORM}"
+    if not isinstance(value, str):
+        return value, f"{prefix}; got {_show(value)}."
+    text = value.strip()
+    if _STORE_ID.match(text):
+        return text, None
+    if text.startswith("arn:"):
+        return value, (
+            f"{prefix}; got an ARN ({text}). Custom key stores are named by id, not ARN: find it with "
+            "`aws kms describe-custom-key-stores`."
+        )
+    if _KEY_ID.match(text) or text.startswith("alias/"):
+        return value, f"{prefix}; '{text}' is a KMS key id or alias, not a custom key store id."
+    if text.lower().startswith("cks-"):
+        return value, f"{prefix} (lower-case hex digits only); got '{text}'."
+    return value, (
+        f"{prefix}; got '{text}', which looks like a key store name. Find its id with "
+        f"`aws kms describe-custom-key-stores --custom-key-store-name {text}`."
+    )
+
+
+def _choice(key: str, allowed: list[str], canonical: Any, value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, str):
+        normalised = canonical(value.strip())
+        if normalised in allowed:
+            return normalised, None
+    choices = " or ".join(f"'{a}'" for a in allowed)
+    return value, f"{key} must be {choices} (any letter case); got {_show(value)}."
+
+
+def _timeout(key: str, value: Any) -> tuple[Any, str | None]:
+    expected = f"{key} must be a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS} (e.g. 1800 for 30 minutes)"
+    # Numbers cross the engine's wire as doubles, so 1800.0 is a whole number too.
+    if isinstance(value, str) and (duration := _DURATION.match(value)):
+        seconds = int(duration.group(1)) * _UNIT_SECONDS[duration.group(2).lower()]
+        return value, f"{expected}; got {_show(value)}: write {seconds}."
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value, f"{expected}; got {_show(value)}."
+    if isinstance(value, float) and not value.is_integer():
+        return value, f"{expected}; got {value}, which is not whole."
+    seconds = int(value)
+    if not 1 <= seconds <= MAX_TIMEOUT_SECONDS:
+        return value, f"{expected}; got {seconds}."
+    return seconds, None
+
+
+@functools.cache
+def _known_regions() -> dict[str, str]:
+    """Every Region botocore knows, mapped to its partition (read from botocore's partitions data)."""
+    data = Loader().load_data("partitions")
+    regions: dict[str, str] = {}
+    for partition in data.get("partitions", []):
+        for region in partition.get("regions", {}):
+            if not region.endswith("-global"):
+                regions[region] = partition.get("id", "aws")
+    return regions
+
+
+def _region(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, str):
+        return value, f"{REGION} must be an AWS Region name such as 'us-east-1'; got {_show(value)}."
+    text = value.strip()
+    if text in _known_regions():
+        return text, None
+    lowered = text.lower().replace("_", "-")
+    if lowered in _known_regions():
+        return value, f"{REGION} must be written '{lowered}'; got '{text}'."
+    close = difflib.get_close_matches(lowered, list(_known_regions()), n=1, cutoff=0.8)
+    hint = f" Did you mean '{close[0]}'?" if close else " If it is new, upgrade boto3."
+    return value, f"{REGION} '{text}' is not an AWS Region botocore knows.{hint}"
+
+
+def _show(value: Any) -> str:
+    """A value as a user wrote it, short: the repr of a string, else the JSON type name and value."""
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f"the string {shown!r}"
+    kind = {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}.get(type(value), "value")
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"the {kind} {shown}"

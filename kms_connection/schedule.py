@@ -1,0 +1,41 @@
+"""When to look again while a store settles: capped exponential backoff with jitter, as a pure function.
+
+The delay grows with the time already waited (``ratio`` of it), so the lag between KMS settling and us noticing
+stays a fixed fraction of the transition time: about half a second for an external key store that settles in
+seconds, at most ``cap`` for a CloudHSM connect that takes twenty minutes. Jitter only ever shortens a delay, so
+it spreads the polls of many stores without adding lag. The benchmark evaluates :meth:`PollSchedule.poll_times`
+to show the schedule for long waits without sleeping through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Delays between DescribeCustomKeyStores calls while waiting for a store to settle."""
+
+    floor: float = 0.5
+    """The shortest delay, in seconds: KMS's eventual consistency makes faster polls mostly stale reads."""
+    ratio: float = 0.05
+    """The delay as a fraction of the time waited so far: the lag this schedule promises."""
+    cap: float = 60.0
+    """The longest delay, in seconds."""
+    jitter: float = 0.2
+    """The largest fraction a random draw takes off a delay."""
+
+    def delay(self, waited: float, draw: float = 0.0) -> float:
+        """The delay before the next poll, after ``waited`` seconds; ``draw`` in [0, 1) is the jitter's random draw."""
+        base = min(self.cap, max(self.floor, self.ratio * max(0.0, waited)))
+        return base * (1.0 - self.jitter * min(max(draw, 0.0), 1.0))
+
+    def poll_times(self, horizon: float) -> list[float]:
+        """The instants (seconds after the action) at which a wait polls, up to ``horizon``, without jitter."""
+        times: list[float] = []
+        now = 0.0
+        while True:
+            now += self.delay(now)
+            times.append(now)
+            if now >= horizon:
+                return times
