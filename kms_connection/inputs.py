@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +53,11 @@ class InputFailure:
 
 
 def check_inputs(
-    news: Mapping[str, Any], default_region: str | None, unknown: object
+    news: Mapping[str, Any], default_region: str | None, is_unknown: Callable[[Any], bool]
 ) -> tuple[dict[str, Any], list[InputFailure]]:
     """Validate ``news``; return the normalised inputs (defaults filled in, enums canonical) and the failures.
 
-    ``unknown`` is the value that stands for "not known until apply" during a preview.
+    ``is_unknown`` tells a value that stands for "not known until apply" during a preview.
     """
     inputs = {key: value for key, value in news.items() if key in _INTERNAL}
     failures: list[InputFailure] = []
@@ -72,7 +72,7 @@ def check_inputs(
             if key in DEFAULTS:
                 inputs[key] = DEFAULTS[key]
             return
-        if value == unknown:
+        if is_unknown(value):
             inputs[key] = value
             return
         normalised, reason = validate(value)

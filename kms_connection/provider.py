@@ -22,6 +22,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from . import inputs as names
@@ -93,16 +94,16 @@ class CustomKeyStoreConnectionProvider(ResourceProvider):
         return Reconciler(self.gateway(region), log=log)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        checked, failures = check_inputs(news, self.settings.region, rpc.UNKNOWN)
+        checked, failures = check_inputs(news, self.settings.region, is_unknown)
         return CheckResult(checked, [CheckFailure(f.property, f.reason) for f in failures])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = [key for key in REPLACE_ON_CHANGE if _unknown(news.get(key)) or news.get(key) != olds.get(key)]
+        replaces = [key for key in REPLACE_ON_CHANGE if is_unknown(news.get(key)) or news.get(key) != olds.get(key)]
         if replaces:
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
         inputs_changed = any(news.get(key) != olds.get(key) for key in UPDATE_IN_PLACE)
         desired = news.get(names.DESIRED_STATE)
-        if _unknown(desired):
+        if is_unknown(desired):
             return DiffResult(changes=True, replaces=[])
         store_id, region = str(news[names.CUSTOM_KEY_STORE_ID]), str(news[names.REGION])
         # The one read a preview makes: drift shows against what KMS says now, not what the state file says.
@@ -182,5 +183,10 @@ def outputs(inputs: Mapping[str, Any], store: KeyStore) -> dict[str, Any]:
     return result
 
 
-def _unknown(value: Any) -> bool:
-    return bool(value == rpc.UNKNOWN)
+def is_unknown(value: Any) -> bool:
+    """Whether a property value is unknown during a preview.
+
+    The provider server deserializes unknowns as ``pulumi.output.Unknown`` instances; the raw sentinel string
+    is accepted too, as it appears before deserialization.
+    """
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == rpc.UNKNOWN)
