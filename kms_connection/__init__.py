@@ -12,16 +12,31 @@ from typing import TYPE_CHECKING, Any
 from .states import ConnectionState, DesiredState, OnDelete
 
 if TYPE_CHECKING:
-    from .resource import CustomKeyStoreConnection, CustomKeyStoreConnectionArgs
+    from .resource import (
+        CustomKeyStoreConnection,
+        CustomKeyStoreConnectionArgs,
+        CustomKeyStoreConnectionSet,
+        CustomKeyStoreConnectionSetArgs,
+    )
 
 __all__ = [
     "ConnectionState",
     "CustomKeyStoreConnection",
     "CustomKeyStoreConnectionArgs",
+    "CustomKeyStoreConnectionSet",
+    "CustomKeyStoreConnectionSetArgs",
     "DesiredState",
     "OnDelete",
 ]
-_LAZY = {"CustomKeyStoreConnection": ".resource", "CustomKeyStoreConnectionArgs": ".resource"}
+_LAZY = dict.fromkeys(
+    [
+        "CustomKeyStoreConnection",
+        "CustomKeyStoreConnectionArgs",
+        "CustomKeyStoreConnectionSet",
+        "CustomKeyStoreConnectionSetArgs",
+    ],
+    ".resource",
+)
 
 
 def __getattr__(name: str) -> Any:

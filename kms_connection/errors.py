@@ -114,3 +114,15 @@ class KmsUnreachableError(KeyStoreError):
 
     def __init__(self, store_id: str, region: str, operation: str, detail: str, fix: str) -> None:
         super().__init__(store_id, region, f"{operation} could not be sent: {detail}. To fix: {fix}.")
+
+
+class KeyStoreSetError(Exception):
+    """Several stores of a set failed; each keeps its own message."""
+
+    def __init__(self, errors: list[KeyStoreError], converged: list[str]) -> None:
+        self.errors = errors
+        lines = [f"{len(errors)} custom key stores did not converge:"]
+        lines += [f"- {error}" for error in errors]
+        if converged:
+            lines.append(f"These converged: {', '.join(converged)}.")
+        super().__init__("\n".join(lines))

@@ -7,12 +7,13 @@ left when its attempts are spent becomes an error that names the store, the KMS 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .errors import KeyStoreNotFoundError, KmsApiError, KmsUnreachableError
 from .plan import Observation
@@ -93,13 +94,32 @@ class KmsGateway:
             if _code(error) == "CustomKeyStoreNotFoundException":
                 return None
             raise self._api_error(store_id, "DescribeCustomKeyStores", error) from None
-        except (BotoCoreError, NoRegionError) as error:
+        except BotoCoreError as error:
             raise self._unreachable(store_id, "DescribeCustomKeyStores", error) from None
         entries = response.get("CustomKeyStores", [])
         for entry in entries:
             if entry.get("CustomKeyStoreId") == store_id:
                 return KeyStore.from_api(entry)
         return None
+
+    def describe_many(self, store_ids: Iterable[str]) -> dict[str, KeyStore | None]:
+        """Several stores with one DescribeCustomKeyStores call (more only past a page of 1000 stores); a store
+        KMS does not know maps to None."""
+        wanted = list(store_ids)
+        found: dict[str, KeyStore] = {}
+        label = ", ".join(wanted)
+        try:
+            for page in self._client.get_paginator("describe_custom_key_stores").paginate(
+                PaginationConfig={"PageSize": 1000}
+            ):
+                for entry in page.get("CustomKeyStores", []):
+                    if entry.get("CustomKeyStoreId") in wanted:
+                        found[entry["CustomKeyStoreId"]] = KeyStore.from_api(entry)
+        except ClientError as error:
+            raise self._api_error(label, "DescribeCustomKeyStores", error) from None
+        except BotoCoreError as error:
+            raise self._unreachable(label, "DescribeCustomKeyStores", error) from None
+        return {store_id: found.get(store_id) for store_id in wanted}
 
     def connect(self, store_id: str) -> None:
         """Ask KMS to connect the store; it answers at once and connects asynchronously."""
@@ -119,7 +139,7 @@ class KmsGateway:
             if _code(error) == "CustomKeyStoreNotFoundException":
                 raise KeyStoreNotFoundError(store_id, self.region) from None
             raise self._api_error(store_id, operation, error) from None
-        except (BotoCoreError, NoRegionError) as error:
+        except BotoCoreError as error:
             raise self._unreachable(store_id, operation, error) from None
 
     def _api_error(self, store_id: str, operation: str, error: ClientError) -> KmsApiError:

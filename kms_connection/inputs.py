@@ -19,6 +19,7 @@ from .settings import REGION_HELP
 from .states import DesiredState, OnDelete
 
 CUSTOM_KEY_STORE_ID = "custom_key_store_id"
+CUSTOM_KEY_STORE_IDS = "custom_key_store_ids"
 DESIRED_STATE = "desired_state"
 ON_DELETE = "on_delete"
 CONNECT_TIMEOUT = "connect_timeout_seconds"
@@ -32,7 +33,9 @@ DEFAULTS: dict[str, Any] = {
     CONNECT_TIMEOUT: 1800,
     DISCONNECT_TIMEOUT: 900,
 }
-INPUT_NAMES = (CUSTOM_KEY_STORE_ID, DESIRED_STATE, ON_DELETE, CONNECT_TIMEOUT, DISCONNECT_TIMEOUT, REGION)
+COMMON_INPUT_NAMES = (DESIRED_STATE, ON_DELETE, CONNECT_TIMEOUT, DISCONNECT_TIMEOUT, REGION)
+INPUT_NAMES = (CUSTOM_KEY_STORE_ID, *COMMON_INPUT_NAMES)
+SET_INPUT_NAMES = (CUSTOM_KEY_STORE_IDS, *COMMON_INPUT_NAMES)
 MAX_TIMEOUT_SECONDS = 86400
 # Properties the dynamic provider machinery adds itself.
 _INTERNAL = frozenset({"__provider"})
@@ -55,18 +58,39 @@ class InputFailure:
 def check_inputs(
     news: Mapping[str, Any], default_region: str | None, is_unknown: Callable[[Any], bool]
 ) -> tuple[dict[str, Any], list[InputFailure]]:
-    """Validate ``news``; return the normalised inputs (defaults filled in, enums canonical) and the failures.
+    """Validate a ``CustomKeyStoreConnection``'s ``news``; return the normalised inputs (defaults filled in,
+    enums canonical) and the failures.
 
     ``is_unknown`` tells a value that stands for "not known until apply" during a preview.
     """
+    return _check(news, default_region, is_unknown, "CustomKeyStoreConnection", CUSTOM_KEY_STORE_ID, _store_id)
+
+
+def check_set_inputs(
+    news: Mapping[str, Any], default_region: str | None, is_unknown: Callable[[Any], bool]
+) -> tuple[dict[str, Any], list[InputFailure]]:
+    """Validate a ``CustomKeyStoreConnectionSet``'s ``news``, as :func:`check_inputs` does for one store."""
+    validate = functools.partial(_store_ids, is_unknown)
+    return _check(news, default_region, is_unknown, "CustomKeyStoreConnectionSet", CUSTOM_KEY_STORE_IDS, validate)
+
+
+def _check(
+    news: Mapping[str, Any],
+    default_region: str | None,
+    is_unknown: Callable[[Any], bool],
+    resource: str,
+    stores_key: str,
+    validate_stores: Callable[[Any], tuple[Any, str | None]],
+) -> tuple[dict[str, Any], list[InputFailure]]:
+    names = (stores_key, *COMMON_INPUT_NAMES)
     inputs = {key: value for key, value in news.items() if key in _INTERNAL}
     failures: list[InputFailure] = []
 
     for key in news:
-        if key not in INPUT_NAMES and key not in _INTERNAL:
-            failures.append(InputFailure(key, _unknown_property(key)))
+        if key not in names and key not in _INTERNAL:
+            failures.append(InputFailure(key, _unknown_property(key, names, resource)))
 
-    def take(key: str, validate: Any) -> None:
+    def take(key: str, validate: Callable[[Any], tuple[Any, str | None]]) -> None:
         value = news.get(key)
         if value is None:
             if key in DEFAULTS:
@@ -82,9 +106,9 @@ def check_inputs(
         else:
             inputs[key] = normalised
 
-    if news.get(CUSTOM_KEY_STORE_ID) is None:
-        failures.append(InputFailure(CUSTOM_KEY_STORE_ID, f"{CUSTOM_KEY_STORE_ID} is required: {_STORE_ID_FORM}."))
-    take(CUSTOM_KEY_STORE_ID, _store_id)
+    if news.get(stores_key) is None:
+        failures.append(InputFailure(stores_key, f"{stores_key} is required: {_STORE_ID_FORM}."))
+    take(stores_key, validate_stores)
     take(DESIRED_STATE, functools.partial(_choice, DESIRED_STATE, [s.value for s in DesiredState], str.upper))
     take(ON_DELETE, functools.partial(_choice, ON_DELETE, [o.value for o in OnDelete], str.lower))
     take(CONNECT_TIMEOUT, functools.partial(_timeout, CONNECT_TIMEOUT))
@@ -101,11 +125,31 @@ def check_inputs(
     return inputs, failures
 
 
-def _unknown_property(key: str) -> str:
+def _store_ids(is_unknown: Callable[[Any], bool], value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, list) or not value:
+        return value, (
+            f"{CUSTOM_KEY_STORE_IDS} must be a non-empty list of key store ids ({_STORE_ID_FORM}); "
+            f"got {_show(value)}."
+        )
+    normalised: list[Any] = []
+    for index, item in enumerate(value):
+        if is_unknown(item):
+            normalised.append(item)
+            continue
+        store_id, reason = _store_id(item)
+        if reason is not None:
+            return value, f"{CUSTOM_KEY_STORE_IDS}[{index}]: {reason}"
+        if store_id in normalised:
+            return value, f"{CUSTOM_KEY_STORE_IDS}[{index}]: {store_id} is listed twice."
+        normalised.append(store_id)
+    return normalised, None
+
+
+def _unknown_property(key: str, names: tuple[str, ...], resource: str) -> str:
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-    matches = difflib.get_close_matches(snake, INPUT_NAMES, n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(snake, names, n=1, cutoff=0.6)
     hint = f" Did you mean '{matches[0]}'?" if matches else ""
-    return f"'{key}' is not an input of CustomKeyStoreConnection (inputs: {', '.join(INPUT_NAMES)}).{hint}"
+    return f"'{key}' is not an input of {resource} (inputs: {', '.join(names)}).{hint}"
 
 
 def _store_id(value: Any) -> tuple[Any, str | None]:

@@ -1,14 +1,16 @@
-"""The observe -> decide -> act loop that converges one store, in the style of Terraform's StateChangeConf and
-of a Kubernetes controller: every pass re-reads KMS, so running it again after any interruption is safe.
+"""The observe -> decide -> act loop that converges stores, in the style of Terraform's StateChangeConf and of
+a Kubernetes controller: every pass re-reads KMS, so running it again after any interruption is safe.
 
-I/O comes in through the gateway and the injected clock, sleep and log functions; tests pass fakes.
+One loop serves one store (``CustomKeyStoreConnection``) or many at once (``CustomKeyStoreConnectionSet``): each
+pass reads every unsettled store with one DescribeCustomKeyStores call, then takes each store's next step. I/O
+comes in through the gateway and the injected clock, sleep and log functions; tests pass fakes.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +18,9 @@ from .errors import (
     ChangedByOthersError,
     ConnectFailedError,
     ConvergeTimeoutError,
+    KeyStoreError,
     KeyStoreNotFoundError,
+    KeyStoreSetError,
     KmsApiError,
 )
 from .gateway import KeyStore
@@ -27,7 +31,7 @@ from .states import DesiredState
 # A progress line at most this often while waiting, so a 20-minute CloudHSM connect shows it is alive.
 PROGRESS_EVERY_SECONDS = 30.0
 # Right after a change KMS may briefly answer NotFound or refuse a call with InvalidState (eventual
-# consistency); a store we have already seen in this operation gets this many more looks before we believe it.
+# consistency); a store gets this many more looks before we believe either.
 CONSISTENCY_RETRIES = 3
 
 
@@ -41,9 +45,46 @@ class Gateway(Protocol):
     def disconnect(self, store_id: str) -> None: ...
 
 
+class ManyGateway(Gateway, Protocol):
+    """A gateway that can also read many stores in one call."""
+
+    def describe_many(self, store_ids: Iterable[str]) -> dict[str, KeyStore | None]: ...
+
+
+@dataclass(frozen=True)
+class Goal:
+    """Where one store should end, and how long it may take."""
+
+    desired: DesiredState
+    timeout: float
+    timeout_input: str = "the timeout"
+    missing_ok: bool = False
+    """Whether a store that does not exist (or disappears) counts as done: what a delete wants."""
+
+
+@dataclass
+class _Store:
+    """One store's place in a converge: what it was asked, what it has seen, how it ended."""
+
+    store_id: str
+    goal: Goal
+    started: float
+    action_at: float
+    progress: Progress = field(default_factory=Progress)
+    described: KeyStore | None = None
+    seen: bool = False
+    consistency_retries: int = 0
+    finished: bool = False
+    error: KeyStoreError | None = None
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.goal.timeout
+
+
 @dataclass
 class Reconciler:
-    """Converges one store to a desired state within a timeout."""
+    """Converges stores to their desired states within their timeouts."""
 
     gateway: Gateway
     schedule: PollSchedule = field(default_factory=PollSchedule)
@@ -61,81 +102,131 @@ class Reconciler:
         timeout_input: str = "the timeout",
         missing_ok: bool = False,
     ) -> KeyStore | None:
-        """Drive the store to ``desired`` and return it as last described.
+        """Drive one store to ``desired`` and return it as last described.
 
         With ``missing_ok`` a store that does not exist (or disappears while we wait) is success and returns None:
         that is what deleting a connection to a deleted store wants.
         """
-        region = self.gateway.region
-        start = self.clock()
-        action_at = start
-        last_progress_line = start
-        progress = Progress()
-        store: KeyStore | None = None
-        consistency_retries = 0
-        while True:
-            described = self.gateway.describe(store_id)
-            if described is None and store is not None and consistency_retries < CONSISTENCY_RETRIES:
-                # We saw it a moment ago: a spurious NotFound is likelier than a deletion. Look again.
-                consistency_retries += 1
-                self._pause(self.clock() - action_at)
-                continue
-            observation = described.observation if described else Observation(None)
-            store = described
-            progress = progress.observed(observation.state)
-            step = decide(observation, desired, progress)
-            now = self.clock()
-            if step.action is Action.DONE:
-                return store
-            if step.action is Action.FAIL:
-                if step.failure is Failure.NOT_FOUND and missing_ok:
-                    return None
-                raise self._failure(step.failure, store_id, desired, observation)
-            if step.action in (Action.CONNECT, Action.DISCONNECT):
-                self.log(f"{store_id}: {observation.describe()}, desired {desired.value}: {step.action.value}ing")
-                try:
-                    if step.action is Action.CONNECT:
-                        self.gateway.connect(store_id)
-                    else:
-                        self.gateway.disconnect(store_id)
-                except KeyStoreNotFoundError:
-                    if missing_ok:
-                        return None
-                    raise
-                except KmsApiError as error:
-                    # A stale read can send a request the store's real state refuses; read again and re-decide.
-                    invalid_state = error.code == "CustomKeyStoreInvalidStateException"
-                    if not invalid_state or consistency_retries >= CONSISTENCY_RETRIES:
-                        raise
-                    consistency_retries += 1
-                    self._pause(0.0)
-                    continue
-                progress = progress.sent(step.action)
-                action_at = self.clock()
-            else:
-                waited = now - start
-                if waited >= timeout:
-                    raise ConvergeTimeoutError(
-                        store_id, region, desired.value, observation.describe(), waited, timeout_input
-                    )
-                if now - last_progress_line >= PROGRESS_EVERY_SECONDS:
-                    self.log(
-                        f"{store_id}: still {observation.describe()} after {_duration(waited)} "
-                        f"(waiting for {desired.value}, timeout {_duration(timeout)})"
-                    )
-                    last_progress_line = now
-            self._pause(self.clock() - action_at, limit=start + timeout - self.clock())
+        results = self.converge_many({store_id: Goal(desired, timeout, timeout_input, missing_ok)})
+        return results[store_id]
 
-    def _pause(self, waited: float, limit: float | None = None) -> None:
-        delay = self.schedule.delay(waited, self.draw())
-        if limit is not None:
-            # Never sleep past the deadline; one last look at it decides between success and timeout.
-            delay = max(0.0, min(delay, limit))
-        self.sleep(delay)
+    def converge_many(self, goals: Mapping[str, Goal]) -> dict[str, KeyStore | None]:
+        """Drive every store to its goal at once; return each as last described (None: missing, if allowed).
+
+        Stores go on converging when another fails; the failures are raised together at the end, a single one
+        as itself and several as a ``KeyStoreSetError``.
+        """
+        start = self.clock()
+        stores = [_Store(store_id, goal, start, start) for store_id, goal in goals.items()]
+        last_progress_line = start
+        while True:
+            pending = [store for store in stores if not store.finished]
+            if not pending:
+                break
+            described = self._describe([store.store_id for store in pending])
+            for store in pending:
+                self._step(store, described[store.store_id])
+            waiting = [store for store in stores if not store.finished]
+            if not waiting:
+                break
+            now = self.clock()
+            if now - last_progress_line >= PROGRESS_EVERY_SECONDS:
+                for store in waiting:
+                    self.log(self._progress_line(store, now))
+                last_progress_line = now
+            # The most recent request sets the pace: polls are dense just after it, sparse in a long wait.
+            waited = now - max(store.action_at for store in waiting)
+            delay = self.schedule.delay(waited, self.draw())
+            # Never sleep past a deadline; one last look at it decides between success and timeout.
+            self.sleep(max(0.0, min(delay, min(store.deadline for store in waiting) - now)))
+        errors = [store.error for store in stores if store.error is not None]
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise KeyStoreSetError(errors, [store.store_id for store in stores if store.error is None])
+        return {store.store_id: store.described for store in stores}
+
+    def _describe(self, store_ids: list[str]) -> dict[str, KeyStore | None]:
+        many = getattr(self.gateway, "describe_many", None)
+        if len(store_ids) > 1 and many is not None:
+            result: dict[str, KeyStore | None] = many(store_ids)
+            return result
+        return {store_id: self.gateway.describe(store_id) for store_id in store_ids}
+
+    def _step(self, store: _Store, described: KeyStore | None) -> None:
+        """Decide and take one store's next step after a read; mark it finished when it is done or failed."""
+        region = self.gateway.region
+        now = self.clock()
+        retry = store.consistency_retries < CONSISTENCY_RETRIES and now < store.deadline
+        if described is None and store.seen and retry:
+            # We saw it a moment ago: a spurious NotFound is likelier than a deletion. Look again.
+            store.consistency_retries += 1
+            return
+        store.seen = store.seen or described is not None
+        store.described = described
+        observation = described.observation if described else Observation(None)
+        store.progress = store.progress.observed(observation.state)
+        desired = store.goal.desired
+        step = decide(observation, desired, store.progress)
+        if step.action is Action.DONE:
+            store.finished = True
+        elif step.action is Action.FAIL:
+            store.finished = True
+            if not (step.failure is Failure.NOT_FOUND and store.goal.missing_ok):
+                store.error = self._failure(step.failure, store.store_id, desired, observation)
+        elif step.action is Action.WAIT:
+            if now >= store.deadline:
+                store.finished = True
+                store.error = ConvergeTimeoutError(
+                    store.store_id,
+                    region,
+                    desired.value,
+                    observation.describe(),
+                    now - store.started,
+                    store.goal.timeout_input,
+                )
+        else:
+            self._request(store, step.action, observation)
+
+    def _request(self, store: _Store, action: Action, observation: Observation) -> None:
+        """Send Connect or Disconnect for one store."""
+        self.log(f"{store.store_id}: {observation.describe()}, desired {store.goal.desired.value}: {action.value}ing")
+        try:
+            if action is Action.CONNECT:
+                self.gateway.connect(store.store_id)
+            else:
+                self.gateway.disconnect(store.store_id)
+        except KeyStoreNotFoundError as error:
+            store.finished = True
+            store.described = None
+            store.error = None if store.goal.missing_ok else error
+            return
+        except KmsApiError as error:
+            # A stale read can send a request the store's real state refuses; read again and re-decide.
+            invalid_state = error.code == "CustomKeyStoreInvalidStateException"
+            if invalid_state and store.consistency_retries < CONSISTENCY_RETRIES:
+                store.consistency_retries += 1
+                return
+            store.finished = True
+            store.error = error
+            return
+        except KeyStoreError as error:
+            store.finished = True
+            store.error = error
+            return
+        store.progress = store.progress.sent(action)
+        store.action_at = self.clock()
+
+    def _progress_line(self, store: _Store, now: float) -> str:
+        observation = store.described.observation if store.described else Observation(None)
+        return (
+            f"{store.store_id}: still {observation.describe()} after {_duration(now - store.started)} "
+            f"(waiting for {store.goal.desired.value}, timeout {_duration(store.goal.timeout)})"
+        )
 
     def _failure(
         self, failure: Failure | None, store_id: str, desired: DesiredState, observation: Observation
-    ) -> Exception:
+    ) -> KeyStoreError:
         region = self.gateway.region
         if failure is Failure.CONNECT_FAILED:
             return ConnectFailedError(store_id, region, observation.error_code)
@@ -150,4 +241,3 @@ def _duration(time: float) -> str:
         return f"{seconds}s"
     minutes, rest = divmod(seconds, 60)
     return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
-

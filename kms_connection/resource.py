@@ -8,11 +8,17 @@ from typing import Any, overload
 import pulumi
 import pulumi.dynamic
 
-from .provider import OUTPUT_NAMES, CustomKeyStoreConnectionProvider
+from .provider import (
+    OUTPUT_NAMES,
+    SET_OUTPUT_NAMES,
+    CustomKeyStoreConnectionProvider,
+    CustomKeyStoreConnectionSetProvider,
+)
 
 # One provider instance for every resource: it pickles to the same string, so the provider process unpickles
 # and configures it once and all resources share its KMS clients.
 _PROVIDER = CustomKeyStoreConnectionProvider()
+_SET_PROVIDER = CustomKeyStoreConnectionSetProvider()
 
 
 @dataclass
@@ -96,16 +102,106 @@ class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="Cust
         :param args: The arguments, as :class:`CustomKeyStoreConnectionArgs`; or give them as keyword arguments.
         :param opts: Options for the resource.
         """
-        if args is None:
-            unknown = set(kwargs) - {f.name for f in fields(CustomKeyStoreConnectionArgs)}
-            if unknown:
-                raise TypeError(f"CustomKeyStoreConnection got unexpected arguments: {', '.join(sorted(unknown))}")
-            if kwargs.get("custom_key_store_id") is None:
-                raise TypeError("CustomKeyStoreConnection needs custom_key_store_id")
-            args = CustomKeyStoreConnectionArgs(**kwargs)
-        elif kwargs:
-            raise TypeError("give CustomKeyStoreConnection either args or keyword arguments, not both")
-        props: dict[str, Any] = {f.name: getattr(args, f.name) for f in fields(args)}
-        # Declared as None so that they come back as output attributes.
-        props.update(dict.fromkeys(OUTPUT_NAMES))
-        super().__init__(_PROVIDER, resource_name, props, opts)
+        args = _args(CustomKeyStoreConnectionArgs, "custom_key_store_id", args, kwargs)
+        super().__init__(_PROVIDER, resource_name, _props(args, OUTPUT_NAMES), opts)
+
+
+@dataclass
+class CustomKeyStoreConnectionSetArgs:
+    """The arguments of a :class:`CustomKeyStoreConnectionSet`."""
+
+    custom_key_store_ids: pulumi.Input[list[pulumi.Input[str]]]
+    """The ids of the stores (``cks-`` followed by hex digits), all in one Region. Adding or removing an id
+    updates the set in place: a store that leaves the set is treated as ``on_delete`` says."""
+    desired_state: pulumi.Input[str] | None = None
+    """``"CONNECTED"`` (the default) or ``"DISCONNECTED"``, in any letter case, for every store of the set."""
+    on_delete: pulumi.Input[str] | None = None
+    """``"disconnect"`` (the default) or ``"retain"``: what deleting the set, or removing a store from it, does."""
+    connect_timeout_seconds: pulumi.Input[int] | None = None
+    """How long to wait for every store to be CONNECTED, 1 to 86400 seconds; default 1800."""
+    disconnect_timeout_seconds: pulumi.Input[int] | None = None
+    """How long to wait for DISCONNECTED, 1 to 86400 seconds; default 900."""
+    region: pulumi.Input[str] | None = None
+    """The stores' AWS Region; default the stack's ``aws:region``, then ``AWS_REGION``. A change replaces the
+    set."""
+
+
+class CustomKeyStoreConnectionSet(pulumi.dynamic.Resource, module="kms", name="CustomKeyStoreConnectionSet"):
+    """The connection state of several custom key stores of one Region, converged together.
+
+    It behaves like one :class:`CustomKeyStoreConnection` per store, but waits for all its stores at once, with
+    one DescribeCustomKeyStores call per poll. The Pulumi engine runs a dynamic provider with four worker
+    threads, so per-store resources that each wait up to 20 minutes for CloudHSM take turns: ten of them need
+    about three connect times, one set needs about one.
+    """
+
+    custom_key_store_ids: pulumi.Output[list[str]]
+    desired_state: pulumi.Output[str]
+    on_delete: pulumi.Output[str]
+    connect_timeout_seconds: pulumi.Output[int]
+    disconnect_timeout_seconds: pulumi.Output[int]
+    region: pulumi.Output[str]
+    connection_states: pulumi.Output[dict[str, str]]
+    """Each store's observed ``ConnectionState``, by id."""
+    connection_error_codes: pulumi.Output[dict[str, str]]
+    """The ``ConnectionErrorCode`` of each FAILED store, by id."""
+
+    @overload
+    def __init__(
+        self,
+        resource_name: str,
+        args: CustomKeyStoreConnectionSetArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        custom_key_store_ids: pulumi.Input[list[pulumi.Input[str]]],
+        desired_state: pulumi.Input[str] | None = None,
+        on_delete: pulumi.Input[str] | None = None,
+        connect_timeout_seconds: pulumi.Input[int] | None = None,
+        disconnect_timeout_seconds: pulumi.Input[int] | None = None,
+        region: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        resource_name: str,
+        args: CustomKeyStoreConnectionSetArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Declare a set of connections.
+
+        :param resource_name: The unique name of the resource.
+        :param args: The arguments, as :class:`CustomKeyStoreConnectionSetArgs`; or give them as keyword arguments.
+        :param opts: Options for the resource.
+        """
+        args = _args(CustomKeyStoreConnectionSetArgs, "custom_key_store_ids", args, kwargs)
+        super().__init__(_SET_PROVIDER, resource_name, _props(args, SET_OUTPUT_NAMES), opts)
+
+
+def _args(cls: type[Any], required: str, args: Any, kwargs: dict[str, Any]) -> Any:
+    """The Args object from either form of a constructor call, with a TypeError naming what is wrong."""
+    resource = cls.__name__.removesuffix("Args")
+    if args is None:
+        unknown = set(kwargs) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"{resource} got unexpected arguments: {', '.join(sorted(unknown))}")
+        if kwargs.get(required) is None:
+            raise TypeError(f"{resource} needs {required}")
+        return cls(**kwargs)
+    if kwargs:
+        raise TypeError(f"give {resource} either args or keyword arguments, not both")
+    return args
+
+
+def _props(args: Any, output_names: tuple[str, ...]) -> dict[str, Any]:
+    props: dict[str, Any] = {f.name: getattr(args, f.name) for f in fields(args)}
+    # Declared as None so that they come back as output attributes.
+    props.update(dict.fromkeys(output_names))
+    return props

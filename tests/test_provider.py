@@ -11,7 +11,7 @@ import pytest
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.output import Unknown
+from pulumi.output import UNKNOWN
 
 from kms_connection.emulator import Emulator
 from kms_connection.errors import ConnectFailedError, ConvergeTimeoutError, KeyStoreNotFoundError
@@ -80,7 +80,7 @@ def test_check_reports_each_bad_property_by_name(provider: CustomKeyStoreConnect
 
 
 def test_check_passes_unknown_values_through(provider: CustomKeyStoreConnectionProvider) -> None:
-    store_id, desired = Unknown(), Unknown()
+    store_id, desired = UNKNOWN, UNKNOWN
     result = provider.check({}, {"custom_key_store_id": store_id, "desired_state": desired})
     assert result.failures == []
     assert result.inputs["custom_key_store_id"] is store_id
@@ -145,7 +145,7 @@ def test_diff_replaces_when_the_store_id_is_unknown_during_preview(
     provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator
 ) -> None:
     olds = inputs("cks-1234567890abcdef0")
-    result = provider.diff("cks-1234567890abcdef0", olds, {**olds, "custom_key_store_id": Unknown()})
+    result = provider.diff("cks-1234567890abcdef0", olds, {**olds, "custom_key_store_id": UNKNOWN})
     assert result.replaces == ["custom_key_store_id"]
     assert kms_emulator.calls == []
 
