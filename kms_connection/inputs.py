@@ -188,7 +188,11 @@ def _timeout(key: str, value: Any) -> tuple[Any, str | None]:
     # Numbers cross the engine's wire as doubles, so 1800.0 is a whole number too.
     if isinstance(value, str) and (duration := _DURATION.match(value)):
         seconds = int(duration.group(1)) * _UNIT_SECONDS[duration.group(2).lower()]
-        return value, f"{expected}; got {_show(value)}: write {seconds}."
+        if 1 <= seconds <= MAX_TIMEOUT_SECONDS:
+            return value, f"{expected}; got {_show(value)}: write {seconds}."
+        return value, f"{expected}; got {_show(value)}, which is {seconds} seconds."
+    if isinstance(value, str) and value.strip().isdigit() and 1 <= int(value.strip()) <= MAX_TIMEOUT_SECONDS:
+        return value, f"{expected}; got {_show(value)}: write the number {int(value.strip())}, not a string."
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value, f"{expected}; got {_show(value)}."
     if isinstance(value, float) and not value.is_integer():

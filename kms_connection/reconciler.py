@@ -33,6 +33,7 @@ PROGRESS_EVERY_SECONDS = 30.0
 # Right after a change KMS may briefly answer NotFound or refuse a call with InvalidState (eventual
 # consistency); a store gets this many more looks before we believe either.
 CONSISTENCY_RETRIES = 3
+_CHANGED_BY_OTHERS = (Failure.DISCONNECTED_BY_OTHERS, Failure.CONNECTED_BY_OTHERS)
 
 
 class Gateway(Protocol):
@@ -168,6 +169,10 @@ class Reconciler:
         store.progress = store.progress.observed(observation.state)
         desired = store.goal.desired
         step = decide(observation, desired, store.progress)
+        if step.failure in _CHANGED_BY_OTHERS and retry:
+            # A read that contradicts what we already saw may be a stale replica; believe it when it persists.
+            store.consistency_retries += 1
+            return
         if step.action is Action.DONE:
             store.finished = True
         elif step.action is Action.FAIL:

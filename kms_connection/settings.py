@@ -33,7 +33,7 @@ class AwsSettings:
     ) -> AwsSettings:
         """Read ``aws:region``/``aws:profile``/``aws:endpoints``; fall back to the environment for the Region."""
         env = os.environ if environ is None else environ
-        region = _text(get("aws:region")) or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+        region = _text(get("aws:region")) or _text(env.get("AWS_REGION")) or _text(env.get("AWS_DEFAULT_REGION"))
         return cls(
             region=region,
             profile=_text(get("aws:profile")),
