@@ -9,6 +9,9 @@
         disconnectTimeoutSeconds: 900
         region: us-east-1                # default: aws:region
 
+``kms-connection:keyStoreSets`` declares CustomKeyStoreConnectionSets instead: stores of one Region converged
+together (entries take ``name``, ``ids`` and the keys above but ``id``).
+
 Optionally, ``kms-connection:newCloudHsmKeyStore`` creates a CloudHSM key store with pulumi-aws and connects it
 (``pulumi config set --secret kms-connection:newCloudHsmKeyStorePassword ...`` holds the kmsuser password).
 """
@@ -19,7 +22,12 @@ from typing import Any
 
 import pulumi
 
-from kms_connection import CustomKeyStoreConnection, CustomKeyStoreConnectionArgs
+from kms_connection import (
+    CustomKeyStoreConnection,
+    CustomKeyStoreConnectionArgs,
+    CustomKeyStoreConnectionSet,
+    CustomKeyStoreConnectionSetArgs,
+)
 
 ENTRY_KEYS = {
     "id": "custom_key_store_id",
@@ -33,24 +41,33 @@ ENTRY_KEYS = {
 config = pulumi.Config()
 
 
-def connection_args(index: int, entry: Any) -> tuple[str, CustomKeyStoreConnectionArgs]:
-    """The resource name and arguments for one ``keyStores`` entry; a malformed entry stops the program."""
-    where = f"kms-connection:keyStores[{index}]"
+def entry_args(setting: str, index: int, entry: Any, ids_key: str) -> tuple[str, dict[str, Any]]:
+    """The resource name and keyword arguments for one config entry; a malformed entry stops the program."""
+    where = f"kms-connection:{setting}[{index}]"
+    keys = {**ENTRY_KEYS, "ids": "custom_key_store_ids"}
+    allowed = {key for key in keys if key not in ("id", "ids")} | {ids_key, "name"}
     if not isinstance(entry, dict):
-        raise ValueError(f"{where} must be an object with at least an `id`; got {entry!r}")
-    unknown = sorted(set(entry) - set(ENTRY_KEYS) - {"name"})
+        raise ValueError(f"{where} must be an object with at least `{ids_key}`; got {entry!r}")
+    unknown = sorted(set(entry) - allowed)
     if unknown:
-        raise ValueError(f"{where} has unknown keys {unknown}; known keys: name, {', '.join(ENTRY_KEYS)}")
-    if not entry.get("id"):
-        raise ValueError(f"{where} needs `id`, the key store id (cks-...)")
-    args = CustomKeyStoreConnectionArgs(**{ENTRY_KEYS[key]: value for key, value in entry.items() if key != "name"})
-    return str(entry.get("name") or entry["id"]), args
+        raise ValueError(f"{where} has unknown keys {unknown}; known keys: {', '.join(sorted(allowed))}")
+    if not entry.get(ids_key):
+        raise ValueError(f"{where} needs `{ids_key}`: key store ids (cks-...)")
+    if ids_key == "ids" and not entry.get("name"):
+        raise ValueError(f"{where} needs `name`, the resource name of the set")
+    args = {keys[key]: value for key, value in entry.items() if key != "name"}
+    return str(entry.get("name") or entry[ids_key]), args
 
 
 connections: dict[str, CustomKeyStoreConnection] = {}
 for index, entry in enumerate(config.get_object("keyStores") or []):
-    name, args = connection_args(index, entry)
-    connections[name] = CustomKeyStoreConnection(name, args)
+    name, args = entry_args("keyStores", index, entry, "id")
+    connections[name] = CustomKeyStoreConnection(name, CustomKeyStoreConnectionArgs(**args))
+
+sets: dict[str, CustomKeyStoreConnectionSet] = {}
+for index, entry in enumerate(config.get_object("keyStoreSets") or []):
+    name, args = entry_args("keyStoreSets", index, entry, "ids")
+    sets[name] = CustomKeyStoreConnectionSet(name, CustomKeyStoreConnectionSetArgs(**args))
 
 new_store = config.get_object("newCloudHsmKeyStore")
 if new_store:
@@ -76,3 +93,5 @@ pulumi.export("connection_states", {name: conn.connection_state for name, conn i
 pulumi.export(
     "connection_error_codes", {name: conn.connection_error_code for name, conn in connections.items()}
 )
+if sets:
+    pulumi.export("set_connection_states", {name: group.connection_states for name, group in sets.items()})

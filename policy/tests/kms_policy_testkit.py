@@ -1,0 +1,490 @@
+"""Test support for the kms-connection policy pack: policy arguments built the way pulumi-policy builds them,
+registrations recorded from a Pulumi program run under mocks, and the pack served the way the Pulumi CLI serves it.
+
+Named so that it cannot collide with a helper module of the project's other test suite (pytest puts this directory
+on ``sys.path``). It puts ``policy/`` on ``sys.path`` itself, as ``pulumi.policy`` does when it runs the pack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import os
+import runpy
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import grpc
+import pulumi
+import pulumi.runtime
+import pulumi_aws as aws
+from google.protobuf import empty_pb2, json_format, struct_pb2
+from pulumi.runtime import proto
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.proto import analyzer_pb2_grpc
+from pulumi_policy import (
+    Policy,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+POLICY_DIR = Path(__file__).resolve().parents[1]
+if str(POLICY_DIR) not in sys.path:
+    sys.path.insert(0, str(POLICY_DIR))
+
+import kms_connection_policies as policies  # noqa: E402
+
+from kms_connection.states import remedy  # noqa: E402
+
+__all__ = [
+    "POLICY_DIR",
+    "PROJECT",
+    "UNKNOWN",
+    "CustomKeyStoreConnectionStandIn",
+    "Diagnostic",
+    "ObservedState",
+    "Registration",
+    "SimulatedProviders",
+    "Violations",
+    "analyze_all",
+    "analyze_request",
+    "analyze_stack_request",
+    "as_analyzed",
+    "configure_like_the_cli",
+    "connection_args",
+    "example_program",
+    "policies",
+    "policy",
+    "record_registrations",
+    "registrations_of_program_file",
+    "remedy",
+    "serving_policy_pack",
+    "stack_args",
+    "stack_resource",
+    "store_id",
+    "urn",
+    "validate",
+]
+
+UNKNOWN = UNKNOWN_STRING_VALUE
+"""How the engine sends a string that is unknown during preview (``MarshalOptions{KeepUnknowns: true}``)."""
+
+PROJECT = "kms-connection"
+
+
+def urn(resource_type: str, name: str, stack: str = "prod") -> str:
+    """The URN the engine gives a resource registered at the top of the stack."""
+    return f"urn:pulumi:{stack}::{PROJECT}::{resource_type}::{name}"
+
+
+def store_id(name: str) -> str:
+    """A deterministic custom key store id (``cks-`` and 17 hex digits) for a store's resource name."""
+    return "cks-" + hashlib.sha256(name.encode()).hexdigest()[:17]
+
+
+# --- policy arguments, as pulumi_policy's analyzer server builds them ----------------------------------------------
+
+
+def struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(dict(values))
+    return message
+
+
+def as_analyzed(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``props`` through the wire and back, as ``_PolicyAnalyzerServicer`` does: a protobuf Struct (numbers become
+    floats), ``deserialize_properties``, then the ``unknown_checking_proxy``."""
+    return unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(struct(props))))
+
+
+def as_config(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Policy config as ``Configure`` stores it (``MessageToDict`` of the properties Struct)."""
+    return None if config is None else json_format.MessageToDict(struct(config))
+
+
+def default_options() -> PolicyResourceOptions:
+    """The options ``_get_resource_options`` builds for a request without options."""
+    return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+
+
+def connection_args(
+    props: Mapping[str, Any],
+    *,
+    name: str = "conn",
+    stack: str = "prod",
+    config: Mapping[str, Any] | None = None,
+    resource_type: str = policies.CONNECTION_TYPE,
+) -> ResourceValidationArgs:
+    return ResourceValidationArgs(
+        resource_type,
+        as_analyzed(props),
+        urn(resource_type, name, stack),
+        name,
+        default_options(),
+        None,
+        as_config(config),
+        {},
+    )
+
+
+def stack_resource(resource_type: str, name: str, props: Mapping[str, Any], *, stack: str = "prod") -> PolicyResource:
+    return PolicyResource(
+        resource_type, as_analyzed(props), urn(resource_type, name, stack), name, default_options(), None, None, [], {}
+    )
+
+
+def stack_args(
+    resources: Sequence[PolicyResource],
+    *,
+    property_dependencies: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> StackValidationArgs:
+    """``StackValidationArgs`` with ``property_dependencies`` (resource URN -> property -> URNs) resolved to the
+    resource objects, as ``AnalyzeStack`` resolves them."""
+    by_urn = {resource.urn: resource for resource in resources}
+    for resource_urn, deps in (property_dependencies or {}).items():
+        for key, urns in deps.items():
+            by_urn[resource_urn].property_dependencies[key] = [by_urn[u] for u in urns if u in by_urn]
+    return StackValidationArgs(list(resources), as_config(config), {})
+
+
+@dataclass
+class Violations:
+    """A ``ReportViolation`` that records what it is given."""
+
+    reported: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def __call__(self, message: str, urn: str | None = None) -> None:
+        self.reported.append((message, urn))
+
+    @property
+    def messages(self) -> list[str]:
+        return [message for message, _ in self.reported]
+
+
+def policy(name: str, stack: str = "prod") -> Policy:
+    """The pack's policy ``name``, told that the analyzed stack is ``stack``."""
+    (found,) = [p for p in policies.build_policies(stack_name=lambda: stack) if p.name == name]
+    return found
+
+
+def validate(policy_: Policy, args: ResourceValidationArgs | StackValidationArgs) -> Violations:
+    """Call the policy as the analyzer server does; the pack's validations are synchronous."""
+    violations = Violations()
+    if isinstance(policy_, ResourceValidationPolicy):
+        assert isinstance(args, ResourceValidationArgs)
+        result = policy_.validate(args, violations)
+    else:
+        assert isinstance(policy_, StackValidationPolicy) and isinstance(args, StackValidationArgs)
+        result = policy_.validate(args, violations)
+    assert result is None
+    return violations
+
+
+# --- registrations recorded from a program run under mocks ---------------------------------------------------------
+
+
+class Registration(NamedTuple):
+    """A resource as the program registered it: its inputs as they went over the wire (unknowns as the engine's
+    sentinel), and for each input the resources, as (type, name), it was computed from."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    property_dependencies: Mapping[str, Sequence[tuple[str, str]]] = MappingProxyType({})
+
+
+class _RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(
+                Registration(
+                    request.type,
+                    request.name,
+                    json_format.MessageToDict(request.object),
+                    {
+                        key: [self._type_and_name(u) for u in deps.urns]
+                        for key, deps in request.propertyDependencies.items()
+                        if deps.urns
+                    },
+                )
+            )
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    def _type_and_name(resource_urn: str) -> tuple[str, str]:
+        # urn:pulumi:<stack>::<project>::<qualified type>::<name>; a qualified type is "<parent type>$<type>".
+        _, _, qualified_type, name = resource_urn.split("::", 3)
+        return qualified_type.split("$")[-1], name
+
+
+class ObservedState(NamedTuple):
+    connection_state: str
+    connection_error_code: str | None = None
+
+
+class SimulatedProviders(pulumi.runtime.Mocks):
+    """What the engine's state would hold after each step: pulumi-aws gives a store its id (unknown in preview
+    when it is being created), and the connection reports the state it observes (``observed`` by resource name,
+    else its desired state). Outputs keep the engine's property keys."""
+
+    def __init__(self, *, preview: bool, observed: Mapping[str, ObservedState] | None = None) -> None:
+        self.preview = preview
+        self.observed = dict(observed or {})
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        outputs = self.outputs(args.typ, args.name, args.inputs)
+        resource_id = outputs.get("id", f"{args.name}-id")
+        return ("" if resource_id == UNKNOWN else resource_id), outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+    def outputs(self, resource_type: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        if resource_type == policies.KEY_STORE_TYPE:
+            return {
+                **inputs,
+                "id": UNKNOWN if self.preview else store_id(name),
+                "customKeyStoreType": inputs.get("customKeyStoreType", "AWS_CLOUDHSM"),
+            }
+        if resource_type == policies.CONNECTION_TYPE:
+            outputs = {
+                "desired_state": policies.DEFAULT_DESIRED_STATE,
+                "on_delete": policies.DEFAULT_ON_DELETE,
+                "connect_timeout_seconds": policies.DEFAULT_CONNECT_TIMEOUT_SECONDS,
+                "disconnect_timeout_seconds": policies.DEFAULT_DISCONNECT_TIMEOUT_SECONDS,
+                **{k: v for k, v in inputs.items() if not k.startswith("__")},
+            }
+            if not self.preview:  # a preview creates nothing, so nothing is observed
+                observed = self.observed.get(name, ObservedState(outputs["desired_state"]))
+                outputs["connection_state"] = observed.connection_state
+                outputs["connection_error_code"] = observed.connection_error_code
+            return outputs
+        return dict(inputs)
+
+
+def record_registrations(
+    program: Callable[[], None], providers: SimulatedProviders, *, stack: str = "prod"
+) -> list[Registration]:
+    """Run ``program`` under ``pulumi.runtime.set_mocks`` and return what it registered, in order.
+
+    The Pulumi runtime keeps its settings and root resource in context variables: running in a copy of the
+    current context leaves whatever other tests configured untouched."""
+    monitor = _RecordingMonitor(providers)
+
+    def run() -> None:
+        pulumi.runtime.set_mocks(providers, project=PROJECT, stack=stack, preview=providers.preview, monitor=monitor)
+        pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
+
+    contextvars.copy_context().run(run)
+    return monitor.registrations
+
+
+class CustomKeyStoreConnectionStandIn(pulumi.CustomResource):
+    """Registers with the type token and property keys of ``kms_connection.CustomKeyStoreConnection``.
+
+    The test program declares this stand-in because the mocks need nothing from the real dynamic resource but its
+    registration. To analyze the real resource instead, declare ``kms_connection.CustomKeyStoreConnection`` in
+    ``example_program`` (the recorder drops nothing but the analyzer-internal ``__provider``, as the engine does),
+    or record the project's stack program with ``registrations_of_program_file``.
+    """
+
+    def __init__(self, name: str, props: Mapping[str, Any]) -> None:
+        super().__init__(policies.CONNECTION_TYPE, name, dict(props))
+
+
+def example_program() -> None:
+    """A small stack: a CloudHSM key store with a connection that a protected stack refuses, a second store that
+    nothing connects, and a connection to a store made elsewhere."""
+    hsm = aws.kms.CustomKeyStore(
+        "hsm-store",
+        custom_key_store_name="payments-hsm",
+        cloud_hsm_cluster_id="cluster-234abcdefgh",
+        key_store_password="kmsuser-password",
+        trust_anchor_certificate="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    CustomKeyStoreConnectionStandIn(
+        "hsm-connection",
+        {"custom_key_store_id": hsm.id, "desired_state": "DISCONNECTED", "connect_timeout_seconds": 600},
+    )
+    aws.kms.CustomKeyStore(
+        "orphan-store",
+        custom_key_store_name="orphan-hsm",
+        cloud_hsm_cluster_id="cluster-567abcdefgh",
+        key_store_password="kmsuser-password",
+        trust_anchor_certificate="-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
+    )
+    CustomKeyStoreConnectionStandIn(
+        "xks-connection",
+        {"custom_key_store_id": "cks-0123456789abcdef0", "on_delete": "retain"},
+    )
+
+
+def registrations_of_program_file(
+    path: Path, providers: SimulatedProviders, *, stack: str = "prod"
+) -> list[Registration]:
+    """The registrations of a stack program file (e.g. the project's ``__main__.py``), run under the same mocks.
+
+    Switch ``example_program`` to this once the project's stack program exists; a program that reads stack config
+    needs it set first (``pulumi.runtime.set_all_config``)."""
+
+    def program() -> None:
+        runpy.run_path(str(path), run_name="__main__")
+
+    return record_registrations(program, providers, stack=stack)
+
+
+# --- the pack served the way the Pulumi CLI serves it --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving_policy_pack(stack: str, *, dry_run: bool = False) -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+    """Start the pack as the CLI does and connect to it.
+
+    The CLI runs the ``pulumi-analyzer-policy-python`` shim in the pack's directory with ``PULUMI_PROJECT``,
+    ``PULUMI_STACK``, ``PULUMI_DRY_RUN`` (and ``PULUMI_ORGANIZATION``, ``PULUMI_CONFIG``) set; the shim runs
+    ``python -u -m pulumi.policy <engine address> .``, which runs ``__main__.py``, whose ``PolicyPack`` starts the
+    Analyzer gRPC server and prints its port on stdout.
+    """
+    env = {
+        **os.environ,
+        "PULUMI_PROJECT": PROJECT,
+        "PULUMI_STACK": stack,
+        "PULUMI_DRY_RUN": "true" if dry_run else "false",
+        "PULUMI_ORGANIZATION": "organization",
+    }
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", "."],
+            cwd=POLICY_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+        try:
+            assert process.stdout is not None
+            port = process.stdout.readline().decode().strip()
+            if not port.isdigit():
+                process.wait(timeout=10)
+                stderr.seek(0)
+                raise RuntimeError(f"the policy pack did not start: {stderr.read().decode()}")
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                grpc.channel_ready_future(channel).result(timeout=30)
+                stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+                stub.ConfigureStack(proto.AnalyzerStackConfigureRequest(stack=stack, project=PROJECT, dry_run=dry_run))
+                yield stub
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+_LEVELS = {
+    "advisory": proto.ADVISORY,
+    "mandatory": proto.MANDATORY,
+    "remediate": proto.REMEDIATE,
+    "disabled": proto.DISABLED,
+}
+
+
+def configure_like_the_cli(stub: analyzer_pb2_grpc.AnalyzerStub, config: Mapping[str, Any]) -> None:
+    """Send ``Configure`` as the CLI does after reconciling a ``--policy-pack-config`` file with the pack's info:
+    every policy gets its effective enforcement level (the configured one, else its default) and its properties.
+    A policy's config is a level name or an object with an optional ``enforcementLevel``."""
+    info = stub.GetAnalyzerInfo(empty_pb2.Empty())
+    request = proto.ConfigureAnalyzerRequest()
+    for policy_info in info.policies:
+        entry = config.get(policy_info.name, {})
+        if isinstance(entry, str):
+            entry = {"enforcementLevel": entry}
+        properties = {k: v for k, v in entry.items() if k != "enforcementLevel"}
+        level = entry.get("enforcementLevel")
+        request.policyConfig[policy_info.name].CopyFrom(
+            proto.PolicyConfig(
+                enforcementLevel=_LEVELS[level] if level else policy_info.enforcementLevel,
+                properties=struct(properties),
+            )
+        )
+    stub.Configure(request)
+
+
+def analyze_request(registration: Registration, *, stack: str = "prod") -> proto.AnalyzeRequest:
+    """``Analyze`` for one registration: its inputs without internal keys (the engine skips them)."""
+    return proto.AnalyzeRequest(
+        type=registration.type,
+        name=registration.name,
+        urn=urn(registration.type, registration.name, stack),
+        properties=struct({k: v for k, v in registration.inputs.items() if not k.startswith("__")}),
+        options=proto.AnalyzerResourceOptions(),
+    )
+
+
+def analyze_stack_request(
+    registrations: Sequence[Registration], providers: SimulatedProviders, *, stack: str = "prod"
+) -> proto.AnalyzeStackRequest:
+    """``AnalyzeStack`` for the registrations: each resource's outputs, dependencies and property dependencies."""
+    resources = []
+    for registration in registrations:
+        outputs = providers.outputs(registration.type, registration.name, registration.inputs)
+        property_dependencies = {
+            key: [urn(dep_type, dep_name, stack) for dep_type, dep_name in deps]
+            for key, deps in registration.property_dependencies.items()
+        }
+        resources.append(
+            proto.AnalyzerResource(
+                type=registration.type,
+                name=registration.name,
+                urn=urn(registration.type, registration.name, stack),
+                properties=struct({k: v for k, v in outputs.items() if not k.startswith("__")}),
+                options=proto.AnalyzerResourceOptions(),
+                dependencies=sorted({u for urns in property_dependencies.values() for u in urns}),
+                propertyDependencies={
+                    key: proto.AnalyzerPropertyDependencies(urns=urns) for key, urns in property_dependencies.items()
+                },
+            )
+        )
+    return proto.AnalyzeStackRequest(resources=resources)
+
+
+class Diagnostic(NamedTuple):
+    policy: str
+    urn: str
+    level: str
+    message: str
+
+
+def diagnostics(response: proto.AnalyzeResponse) -> list[Diagnostic]:
+    levels = {number: name for name, number in _LEVELS.items()}
+    return [Diagnostic(d.policyName, d.urn, levels[d.enforcementLevel], d.message) for d in response.diagnostics]
+
+
+def analyze_all(
+    stub: analyzer_pb2_grpc.AnalyzerStub,
+    registrations: Sequence[Registration],
+    providers: SimulatedProviders,
+    *,
+    stack: str = "prod",
+) -> list[Diagnostic]:
+    """What a deployment asks of the pack: ``Analyze`` for every registration, then ``AnalyzeStack``."""
+    found: list[Diagnostic] = []
+    for registration in registrations:
+        found += diagnostics(stub.Analyze(analyze_request(registration, stack=stack)))
+    found += diagnostics(stub.AnalyzeStack(analyze_stack_request(registrations, providers, stack=stack)))
+    return found

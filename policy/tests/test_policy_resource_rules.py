@@ -1,0 +1,258 @@
+"""The pack's resource policies, called with the arguments pulumi-policy's analyzer server builds."""
+
+from __future__ import annotations
+
+import contextvars
+
+import pulumi
+import pulumi.runtime
+import pytest
+from kms_policy_testkit import UNKNOWN, connection_args, policies, policy, validate
+from pulumi_policy import EnforcementLevel, StackValidationPolicy
+from pulumi_policy.proxy import UnknownValueError
+
+STORE = "cks-1234567890abcdef0"
+OTHER_STORE = "cks-0fedcba9876543210"
+
+DESIRED_CONNECTED = policies.DESIRED_CONNECTED
+RETAIN_ON_DELETE = policies.RETAIN_ON_DELETE
+TIMEOUTS = policies.TIMEOUTS_WITHIN_BOUNDS
+
+
+# --- the pack's shape -------------------------------------------------------------------------------------------
+
+
+def test_pack_has_the_five_policies_with_their_default_enforcement_levels() -> None:
+    levels = {p.name: p.enforcement_level for p in policies.build_policies()}
+
+    assert levels == {
+        DESIRED_CONNECTED: EnforcementLevel.MANDATORY,
+        RETAIN_ON_DELETE: EnforcementLevel.MANDATORY,
+        policies.EVERY_STORE_CONNECTED: EnforcementLevel.MANDATORY,
+        TIMEOUTS: EnforcementLevel.ADVISORY,
+        policies.NO_FAILED_CONNECTIONS: EnforcementLevel.ADVISORY,
+    }
+
+
+def test_every_policy_documents_its_config_properties() -> None:
+    for p in policies.build_policies():
+        assert p.description
+        assert p.config_schema is not None and p.config_schema.properties, p.name
+        for key, schema in p.config_schema.properties.items():
+            assert schema.get("description") and "default" in schema, (p.name, key)
+
+
+def test_stack_policies_are_stack_validation_policies() -> None:
+    stack_policies = {p.name for p in policies.build_policies() if isinstance(p, StackValidationPolicy)}
+
+    assert stack_policies == {policies.EVERY_STORE_CONNECTED, policies.NO_FAILED_CONNECTIONS}
+
+
+def test_stack_name_defaults_to_the_stack_the_analyzer_configures_the_runtime_with() -> None:
+    def analyzer_configured() -> str:
+        # What the analyzer server does with PULUMI_PROJECT/PULUMI_STACK/PULUMI_DRY_RUN before each analysis.
+        pulumi.runtime.configure(pulumi.runtime.Settings(project="kms-connection", stack="production-us"))
+        return policies.current_stack_name()
+
+    # The runtime's settings are context variables: a copy of the context keeps them from other tests.
+    assert contextvars.copy_context().run(analyzer_configured) == "production-us"
+
+
+# --- connection-desired-connected-in-protected-stacks -----------------------------------------------------------
+
+
+def test_desired_connected_passes_a_connected_connection_in_a_protected_stack() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "desired_state": "CONNECTED"})
+
+    assert validate(policy(DESIRED_CONNECTED, stack="prod"), args).reported == []
+
+
+def test_desired_connected_treats_a_missing_desired_state_as_connected() -> None:
+    args = connection_args({"custom_key_store_id": STORE})
+
+    assert validate(policy(DESIRED_CONNECTED, stack="prod"), args).reported == []
+
+
+def test_desired_connected_reports_disconnected_in_a_protected_stack_naming_resource_store_and_fix() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "desired_state": "DISCONNECTED"}, name="payments", stack="prod-eu"
+    )
+
+    (message,) = validate(policy(DESIRED_CONNECTED, stack="prod-eu"), args).messages
+
+    assert "'payments'" in message and args.urn in message
+    assert STORE in message and "prod-eu" in message and "'prod*'" in message
+    assert "desired_state='CONNECTED'" in message and "allowedKeyStores" in message
+
+
+def test_desired_connected_ignores_a_stack_that_no_pattern_protects() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "desired_state": "DISCONNECTED"}, stack="dev")
+
+    assert validate(policy(DESIRED_CONNECTED, stack="dev"), args).reported == []
+
+
+def test_desired_connected_matches_protected_stacks_case_sensitively() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "desired_state": "DISCONNECTED"}, stack="Prod")
+
+    assert validate(policy(DESIRED_CONNECTED, stack="Prod"), args).reported == []
+
+
+def test_desired_connected_protects_the_configured_stack_patterns_instead_of_the_defaults() -> None:
+    config = {"protectedStacks": ["live-*"]}
+    props = {"custom_key_store_id": STORE, "desired_state": "DISCONNECTED"}
+
+    live = validate(policy(DESIRED_CONNECTED, stack="live-eu"), connection_args(props, config=config))
+    prod = validate(policy(DESIRED_CONNECTED, stack="prod"), connection_args(props, config=config))
+
+    assert len(live.reported) == 1 and "'live-*'" in live.messages[0]
+    assert prod.reported == []
+
+
+def test_desired_connected_allows_an_allow_listed_key_store() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "desired_state": "DISCONNECTED"}, config={"allowedKeyStores": [STORE]}
+    )
+
+    assert validate(policy(DESIRED_CONNECTED), args).reported == []
+
+
+def test_desired_connected_allow_list_does_not_cover_other_key_stores() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "desired_state": "DISCONNECTED"}, config={"allowedKeyStores": [OTHER_STORE]}
+    )
+
+    assert len(validate(policy(DESIRED_CONNECTED), args).reported) == 1
+
+
+def test_desired_connected_defers_a_disconnected_connection_whose_store_id_is_unknown() -> None:
+    args = connection_args({"custom_key_store_id": UNKNOWN, "desired_state": "DISCONNECTED"})
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(DESIRED_CONNECTED), args)
+
+    assert deferred.value.props == ["custom_key_store_id"]
+
+
+def test_desired_connected_decides_a_connected_connection_without_its_unknown_store_id() -> None:
+    args = connection_args({"custom_key_store_id": UNKNOWN, "desired_state": "CONNECTED"})
+
+    assert validate(policy(DESIRED_CONNECTED), args).reported == []
+
+
+def test_desired_connected_ignores_other_resource_types() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "desired_state": "DISCONNECTED"}, resource_type="pulumi-python:dynamic:Resource"
+    )
+
+    assert validate(policy(DESIRED_CONNECTED), args).reported == []
+
+
+# --- no-disconnect-on-delete-in-protected-stacks ----------------------------------------------------------------
+
+
+def test_retain_on_delete_reports_the_default_disconnect_in_a_protected_stack() -> None:
+    args = connection_args({"custom_key_store_id": STORE}, name="payments")
+
+    (message,) = validate(policy(RETAIN_ON_DELETE), args).messages
+
+    assert "'payments'" in message and args.urn in message and STORE in message
+    assert "on_delete='disconnect'" in message and "on_delete='retain'" in message
+
+
+def test_retain_on_delete_passes_retain_in_a_protected_stack() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "on_delete": "retain"})
+
+    assert validate(policy(RETAIN_ON_DELETE), args).reported == []
+
+
+def test_retain_on_delete_ignores_a_stack_that_no_pattern_protects() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "on_delete": "disconnect"}, stack="staging")
+
+    assert validate(policy(RETAIN_ON_DELETE, stack="staging"), args).reported == []
+
+
+def test_retain_on_delete_protects_production_stacks_by_default() -> None:
+    args = connection_args({"custom_key_store_id": STORE}, stack="production")
+
+    assert len(validate(policy(RETAIN_ON_DELETE, stack="production"), args).reported) == 1
+
+
+def test_retain_on_delete_allows_an_allow_listed_key_store() -> None:
+    args = connection_args({"custom_key_store_id": STORE}, config={"allowedKeyStores": [STORE]})
+
+    assert validate(policy(RETAIN_ON_DELETE), args).reported == []
+
+
+def test_retain_on_delete_defers_when_the_store_id_is_unknown() -> None:
+    args = connection_args({"custom_key_store_id": UNKNOWN, "on_delete": "disconnect"})
+
+    with pytest.raises(UnknownValueError):
+        validate(policy(RETAIN_ON_DELETE), args)
+
+
+# --- connection-timeouts-within-bounds --------------------------------------------------------------------------
+
+
+def test_timeouts_pass_the_provider_defaults() -> None:
+    args = connection_args({"custom_key_store_id": STORE})
+
+    assert validate(policy(TIMEOUTS), args).reported == []
+
+
+def test_timeouts_report_a_connect_timeout_shorter_than_a_cloudhsm_connect() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "connect_timeout_seconds": 600}, name="payments")
+
+    (message,) = validate(policy(TIMEOUTS), args).messages
+
+    assert "'payments'" in message and STORE in message
+    assert "connect_timeout_seconds=600 s" in message and "1200..7200 s" in message
+
+
+def test_timeouts_report_a_disconnect_timeout_above_the_bound() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "disconnect_timeout_seconds": 7200})
+
+    (message,) = validate(policy(TIMEOUTS), args).messages
+
+    assert "disconnect_timeout_seconds=7200 s" in message and "60..3600 s" in message
+
+
+def test_timeouts_report_both_timeouts_when_both_are_out_of_bounds() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "connect_timeout_seconds": 9000, "disconnect_timeout_seconds": 10}
+    )
+
+    assert len(validate(policy(TIMEOUTS), args).reported) == 2
+
+
+def test_timeouts_accept_the_bounds_themselves() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "connect_timeout_seconds": 1200, "disconnect_timeout_seconds": 3600}
+    )
+
+    assert validate(policy(TIMEOUTS), args).reported == []
+
+
+def test_timeouts_use_the_configured_bounds() -> None:
+    config = {"minConnectTimeoutSeconds": 60, "maxConnectTimeoutSeconds": 300}
+    args = connection_args({"custom_key_store_id": STORE, "connect_timeout_seconds": 120}, config=config)
+    default = connection_args({"custom_key_store_id": STORE}, config=config)
+
+    assert validate(policy(TIMEOUTS), args).reported == []
+    (message,) = validate(policy(TIMEOUTS), default).messages
+    assert "connect_timeout_seconds=1800 s" in message and "60..300 s" in message
+
+
+def test_timeouts_report_a_timeout_that_is_not_a_number() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "connect_timeout_seconds": "half an hour"})
+
+    (message,) = validate(policy(TIMEOUTS), args).messages
+
+    assert "connect_timeout_seconds='half an hour'" in message
+
+
+def test_timeouts_name_an_unknown_store_id_without_failing() -> None:
+    args = connection_args({"custom_key_store_id": UNKNOWN, "connect_timeout_seconds": 60})
+
+    (message,) = validate(policy(TIMEOUTS), args).messages
+
+    assert "known once the key store exists" in message

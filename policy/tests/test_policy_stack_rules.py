@@ -1,0 +1,161 @@
+"""The pack's stack policies, called with the arguments pulumi-policy's analyzer server builds (outputs)."""
+
+from __future__ import annotations
+
+import pytest
+from kms_policy_testkit import UNKNOWN, policies, policy, remedy, stack_args, stack_resource, urn, validate
+from pulumi_policy import PolicyResource
+from pulumi_policy.proxy import UnknownValueError
+
+STORE = "cks-1234567890abcdef0"
+OTHER_STORE = "cks-0fedcba9876543210"
+
+EVERY_STORE = policies.EVERY_STORE_CONNECTED
+NO_FAILED = policies.NO_FAILED_CONNECTIONS
+
+
+def key_store(name: str = "hsm-store", store_id: str = STORE, store_name: str = "payments-hsm") -> PolicyResource:
+    return stack_resource(
+        policies.KEY_STORE_TYPE,
+        name,
+        {"id": store_id, "customKeyStoreName": store_name, "customKeyStoreType": "AWS_CLOUDHSM"},
+    )
+
+
+def connection(name: str = "hsm-connection", store_id: str = STORE, **outputs: object) -> PolicyResource:
+    return stack_resource(policies.CONNECTION_TYPE, name, {"custom_key_store_id": store_id, **outputs})
+
+
+def depends_on_store(conn: str = "hsm-connection", store: str = "hsm-store") -> dict[str, dict[str, list[str]]]:
+    """``custom_key_store_id`` of connection ``conn`` was computed from store ``store`` (``store.id``)."""
+    return {
+        urn(policies.CONNECTION_TYPE, conn): {"custom_key_store_id": [urn(policies.KEY_STORE_TYPE, store)]},
+    }
+
+
+# --- every-custom-key-store-has-a-connection --------------------------------------------------------------------
+
+
+def test_every_store_connected_passes_a_store_whose_id_a_connection_names() -> None:
+    args = stack_args([key_store(), connection()])
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_reports_a_store_without_connection_against_the_store() -> None:
+    store = key_store()
+
+    (reported,) = validate(policy(EVERY_STORE), stack_args([store])).reported
+
+    message, reported_urn = reported
+    assert reported_urn == store.urn
+    assert "'hsm-store'" in message and STORE in message and "payments-hsm" in message
+    assert "CustomKeyStoreConnection" in message and "allowedKeyStores" in message
+
+
+def test_every_store_connected_reports_a_store_when_the_connection_names_another_store() -> None:
+    args = stack_args([key_store(), connection(store_id=OTHER_STORE)])
+
+    assert len(validate(policy(EVERY_STORE), args).reported) == 1
+
+
+def test_every_store_connected_reports_each_unconnected_store() -> None:
+    args = stack_args([key_store(), key_store("second", OTHER_STORE, "second-hsm")])
+
+    assert len(validate(policy(EVERY_STORE), args).reported) == 2
+
+
+def test_every_store_connected_allows_a_store_allow_listed_by_id() -> None:
+    args = stack_args([key_store()], config={"allowedKeyStores": [STORE]})
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_allows_a_store_allow_listed_by_name() -> None:
+    args = stack_args([key_store()], config={"allowedKeyStores": ["payments-hsm"]})
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_passes_a_stack_without_key_stores() -> None:
+    args = stack_args([connection()])
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_matches_unknown_ids_through_property_dependencies() -> None:
+    args = stack_args(
+        [key_store(store_id=UNKNOWN), connection(store_id=UNKNOWN)], property_dependencies=depends_on_store()
+    )
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_reports_a_new_store_that_no_connection_can_name_in_preview() -> None:
+    store = key_store(store_id=UNKNOWN)
+
+    (reported,) = validate(policy(EVERY_STORE), stack_args([store, connection(store_id=OTHER_STORE)])).reported
+
+    assert reported[1] == store.urn and "known once the key store exists" in reported[0]
+
+
+def test_every_store_connected_defers_when_an_untraceable_connection_id_is_unknown() -> None:
+    args = stack_args([key_store(), connection(store_id=UNKNOWN)])
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(EVERY_STORE), args)
+
+    assert deferred.value.props == ["custom_key_store_id"]
+
+
+def test_every_store_connected_does_not_defer_for_stores_already_matched() -> None:
+    args = stack_args([key_store(), connection(), connection("later", store_id=UNKNOWN)])
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+# --- no-failed-connections --------------------------------------------------------------------------------------
+
+
+def test_no_failed_connections_reports_a_failed_connection_with_its_error_code_and_remedy() -> None:
+    failed = connection(connection_state="FAILED", connection_error_code="USER_LOGGED_IN")
+
+    (reported,) = validate(policy(NO_FAILED), stack_args([failed])).reported
+
+    message, reported_urn = reported
+    assert reported_urn == failed.urn
+    assert "'hsm-connection'" in message and STORE in message and "USER_LOGGED_IN" in message
+    assert remedy("USER_LOGGED_IN") in message
+
+
+def test_no_failed_connections_gives_the_generic_remedy_without_an_error_code() -> None:
+    failed = connection(connection_state="FAILED")
+
+    (message,) = validate(policy(NO_FAILED), stack_args([failed])).messages
+
+    assert remedy(None) in message
+
+
+@pytest.mark.parametrize("state", ["CONNECTED", "CONNECTING", "DISCONNECTED", "DISCONNECTING"])
+def test_no_failed_connections_passes_every_other_state(state: str) -> None:
+    args = stack_args([connection(connection_state=state)])
+
+    assert validate(policy(NO_FAILED), args).reported == []
+
+
+def test_no_failed_connections_skips_a_connection_not_yet_created() -> None:
+    args = stack_args([connection(store_id=UNKNOWN), connection("unknown-state", connection_state=UNKNOWN)])
+
+    assert validate(policy(NO_FAILED), args).reported == []
+
+
+def test_no_failed_connections_allows_an_allow_listed_key_store() -> None:
+    failed = connection(connection_state="FAILED", connection_error_code="NETWORK_ERRORS")
+
+    assert validate(policy(NO_FAILED), stack_args([failed], config={"allowedKeyStores": [STORE]})).reported == []
+
+
+def test_no_failed_connections_ignores_key_stores_themselves() -> None:
+    store = stack_resource(policies.KEY_STORE_TYPE, "hsm-store", {"id": STORE, "connection_state": "FAILED"})
+
+    assert validate(policy(NO_FAILED), stack_args([store])).reported == []
