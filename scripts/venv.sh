@@ -7,8 +7,14 @@ want="$(cat "$root/requirements.txt" "$root/pyproject.toml" | sha256sum | cut -d
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "Setting up $venv from requirements.txt (once; a minute or two)..." >&2
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt" -e "$root" >&2
+  # pip's chatter goes to a log, shown only if the install fails.
+  if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$venv/bin/python" -m pip install --disable-pip-version-check -r "$root/requirements.txt" -e "$root"; } \
+       > "$venv/pip-install.log" 2>&1; then
+    tail -n 40 "$venv/pip-install.log" >&2
+    echo "Installing the requirements failed; the full log is $venv/pip-install.log." >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
