@@ -13,7 +13,8 @@
 together (entries take ``name``, ``ids`` and the keys above but ``id``).
 
 Optionally, ``kms-connection:newCloudHsmKeyStore`` creates a CloudHSM key store with pulumi-aws and connects it
-(``pulumi config set --secret kms-connection:newCloudHsmKeyStorePassword ...`` holds the kmsuser password).
+(``pulumi config set --secret kms-connection:newCloudHsmKeyStorePassword ...`` holds the kmsuser password); it takes
+``name``, ``cloudHsmClusterId``, ``trustAnchorCertificate`` and the connection keys above but ``id`` and ``region``.
 """
 
 from __future__ import annotations
@@ -82,11 +83,12 @@ if new_store:
         key_store_password=config.require_secret("newCloudHsmKeyStorePassword"),
     )
     # The connection depends on the store through its id, so `destroy` disconnects before it deletes the store.
+    connection_settings = {
+        ENTRY_KEYS[key]: value for key, value in new_store.items() if key in ENTRY_KEYS and key not in ("id", "region")
+    }
     connections[new_store["name"]] = CustomKeyStoreConnection(
         f"{new_store['name']}-connection",
-        custom_key_store_id=store.id,
-        desired_state=new_store.get("desiredState", "CONNECTED"),
-        connect_timeout_seconds=new_store.get("connectTimeoutSeconds", 1800),
+        CustomKeyStoreConnectionArgs(custom_key_store_id=store.id, **connection_settings),
     )
 
 pulumi.export("connection_states", {name: conn.connection_state for name, conn in connections.items()})

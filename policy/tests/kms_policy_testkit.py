@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import json
 import os
 import runpy
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -48,13 +49,17 @@ if str(POLICY_DIR) not in sys.path:
 
 import kms_connection_policies as policies  # noqa: E402
 
-from kms_connection.states import remedy  # noqa: E402
+from kms_connection import CustomKeyStoreConnection, CustomKeyStoreConnectionSet  # noqa: E402
+from kms_connection.gateway import KeyStore  # noqa: E402
+from kms_connection.inputs import check_inputs, check_set_inputs  # noqa: E402
+from kms_connection.provider import is_unknown, outputs, set_outputs  # noqa: E402
+from kms_connection.states import ConnectionState, remedy  # noqa: E402
 
 __all__ = [
     "POLICY_DIR",
     "PROJECT",
+    "STACK_PROGRAM",
     "UNKNOWN",
-    "CustomKeyStoreConnectionStandIn",
     "Diagnostic",
     "ObservedState",
     "Registration",
@@ -64,6 +69,7 @@ __all__ = [
     "analyze_request",
     "analyze_stack_request",
     "as_analyzed",
+    "checked_inputs",
     "configure_like_the_cli",
     "connection_args",
     "example_program",
@@ -73,6 +79,7 @@ __all__ = [
     "registrations_of_program_file",
     "remedy",
     "serving_policy_pack",
+    "set_args",
     "stack_args",
     "stack_resource",
     "store_id",
@@ -84,6 +91,9 @@ UNKNOWN = UNKNOWN_STRING_VALUE
 """How the engine sends a string that is unknown during preview (``MarshalOptions{KeepUnknowns: true}``)."""
 
 PROJECT = "kms-connection"
+
+STACK_PROGRAM = POLICY_DIR.parent / "__main__.py"
+"""The project's stack program."""
 
 
 def urn(resource_type: str, name: str, stack: str = "prod") -> str:
@@ -139,6 +149,17 @@ def connection_args(
         as_config(config),
         {},
     )
+
+
+def set_args(
+    props: Mapping[str, Any],
+    *,
+    name: str = "stores",
+    stack: str = "prod",
+    config: Mapping[str, Any] | None = None,
+) -> ResourceValidationArgs:
+    """``ResourceValidationArgs`` of a ``CustomKeyStoreConnectionSet``."""
+    return connection_args(props, name=name, stack=stack, config=config, resource_type=policies.CONNECTION_SET_TYPE)
 
 
 def stack_resource(resource_type: str, name: str, props: Mapping[str, Any], *, stack: str = "prod") -> PolicyResource:
@@ -241,14 +262,31 @@ class ObservedState(NamedTuple):
     connection_error_code: str | None = None
 
 
-class SimulatedProviders(pulumi.runtime.Mocks):
-    """What the engine's state would hold after each step: pulumi-aws gives a store its id (unknown in preview
-    when it is being created), and the connection reports the state it observes (``observed`` by resource name,
-    else its desired state). Outputs keep the engine's property keys."""
+def checked_inputs(resource_type: str, inputs: Mapping[str, Any], default_region: str) -> dict[str, Any]:
+    """What the provider's ``check`` makes of a dynamic resource's inputs (defaults filled in, values canonical,
+    unknowns kept): the engine analyzes these, and they are the outputs of a resource created in a preview.
+    Inputs ``check`` refuses fail the test, since the engine would stop there. Other types pass unchanged."""
+    if resource_type not in policies.CONNECTION_TYPES:
+        return dict(inputs)
+    check = check_inputs if resource_type == policies.CONNECTION_TYPE else check_set_inputs
+    checked, failures = check(inputs, default_region, is_unknown)
+    assert not failures, f"{resource_type}: check refuses the inputs {dict(inputs)}: {failures}"
+    return {key: value for key, value in checked.items() if value is not None}
 
-    def __init__(self, *, preview: bool, observed: Mapping[str, ObservedState] | None = None) -> None:
+
+class SimulatedProviders(pulumi.runtime.Mocks):
+    """What the engine's state would hold after each step, with the property keys the engine uses.
+
+    pulumi-aws gives a store an id (unknown in a preview, when it is being created). The dynamic resources' outputs
+    come from their provider's own ``check`` and output functions; each store reports the state given for its id in
+    ``observed``, else the desired one. A preview creates nothing, so nothing is observed."""
+
+    def __init__(
+        self, *, preview: bool, observed: Mapping[str, ObservedState] | None = None, region: str = "eu-west-1"
+    ) -> None:
         self.preview = preview
         self.observed = dict(observed or {})
+        self.region = region
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         outputs = self.outputs(args.typ, args.name, args.inputs)
@@ -258,6 +296,10 @@ class SimulatedProviders(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         return {}, None
 
+    def analyzed_inputs(self, registration: Registration) -> dict[str, Any]:
+        """The properties the engine sends ``Analyze`` for a registration."""
+        return checked_inputs(registration.type, registration.inputs, self.region)
+
     def outputs(self, resource_type: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
         if resource_type == policies.KEY_STORE_TYPE:
             return {
@@ -265,55 +307,50 @@ class SimulatedProviders(pulumi.runtime.Mocks):
                 "id": UNKNOWN if self.preview else store_id(name),
                 "customKeyStoreType": inputs.get("customKeyStoreType", "AWS_CLOUDHSM"),
             }
+        checked = checked_inputs(resource_type, inputs, self.region)
+        if resource_type not in policies.CONNECTION_TYPES or self.preview:
+            return checked
         if resource_type == policies.CONNECTION_TYPE:
-            outputs = {
-                "desired_state": policies.DEFAULT_DESIRED_STATE,
-                "on_delete": policies.DEFAULT_ON_DELETE,
-                "connect_timeout_seconds": policies.DEFAULT_CONNECT_TIMEOUT_SECONDS,
-                "disconnect_timeout_seconds": policies.DEFAULT_DISCONNECT_TIMEOUT_SECONDS,
-                **{k: v for k, v in inputs.items() if not k.startswith("__")},
-            }
-            if not self.preview:  # a preview creates nothing, so nothing is observed
-                observed = self.observed.get(name, ObservedState(outputs["desired_state"]))
-                outputs["connection_state"] = observed.connection_state
-                outputs["connection_error_code"] = observed.connection_error_code
-            return outputs
-        return dict(inputs)
+            result = outputs(checked, self._observe(checked["custom_key_store_id"], checked["desired_state"]))
+        else:
+            ids = checked["custom_key_store_ids"]
+            result = set_outputs(checked, {sid: self._observe(sid, checked["desired_state"]) for sid in ids})
+        return {key: value for key, value in result.items() if value is not None}
+
+    def _observe(self, store: str, desired_state: str) -> KeyStore:
+        observed = self.observed.get(store, ObservedState(desired_state))
+        return KeyStore(store, ConnectionState(observed.connection_state), observed.connection_error_code)
 
 
 def record_registrations(
-    program: Callable[[], None], providers: SimulatedProviders, *, stack: str = "prod"
+    program: Callable[[], None],
+    providers: SimulatedProviders,
+    *,
+    stack: str = "prod",
+    config: Mapping[str, Any] | None = None,
+    secret_keys: Iterable[str] = (),
 ) -> list[Registration]:
-    """Run ``program`` under ``pulumi.runtime.set_mocks`` and return what it registered, in order.
+    """Run ``program`` under ``pulumi.runtime.set_mocks`` with the stack ``config`` (``"namespace:key" -> value``;
+    values that are not strings are JSON-encoded, as the CLI passes structured config) and return what it
+    registered, in order.
 
-    The Pulumi runtime keeps its settings and root resource in context variables: running in a copy of the
+    The Pulumi runtime keeps its settings, config and root resource in context variables: running in a copy of the
     current context leaves whatever other tests configured untouched."""
     monitor = _RecordingMonitor(providers)
+    encoded = {key: value if isinstance(value, str) else json.dumps(value) for key, value in (config or {}).items()}
 
     def run() -> None:
         pulumi.runtime.set_mocks(providers, project=PROJECT, stack=stack, preview=providers.preview, monitor=monitor)
+        pulumi.runtime.set_all_config(encoded, list(secret_keys))
         pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
 
     contextvars.copy_context().run(run)
     return monitor.registrations
 
 
-class CustomKeyStoreConnectionStandIn(pulumi.CustomResource):
-    """Registers with the type token and property keys of ``kms_connection.CustomKeyStoreConnection``.
-
-    The test program declares this stand-in because the mocks need nothing from the real dynamic resource but its
-    registration. To analyze the real resource instead, declare ``kms_connection.CustomKeyStoreConnection`` in
-    ``example_program`` (the recorder drops nothing but the analyzer-internal ``__provider``, as the engine does),
-    or record the project's stack program with ``registrations_of_program_file``.
-    """
-
-    def __init__(self, name: str, props: Mapping[str, Any]) -> None:
-        super().__init__(policies.CONNECTION_TYPE, name, dict(props))
-
-
 def example_program() -> None:
-    """A small stack: a CloudHSM key store with a connection that a protected stack refuses, a second store that
-    nothing connects, and a connection to a store made elsewhere."""
+    """A small stack for what the project's stack program cannot declare: a set whose ids include a store created
+    in the same stack, and a store that nothing connects."""
     hsm = aws.kms.CustomKeyStore(
         "hsm-store",
         custom_key_store_name="payments-hsm",
@@ -321,9 +358,11 @@ def example_program() -> None:
         key_store_password="kmsuser-password",
         trust_anchor_certificate="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
     )
-    CustomKeyStoreConnectionStandIn(
-        "hsm-connection",
-        {"custom_key_store_id": hsm.id, "desired_state": "DISCONNECTED", "connect_timeout_seconds": 600},
+    CustomKeyStoreConnectionSet(
+        "payments-stores",
+        custom_key_store_ids=[hsm.id, "cks-0123456789abcdef0"],
+        on_delete="retain",
+        connect_timeout_seconds=600,
     )
     aws.kms.CustomKeyStore(
         "orphan-store",
@@ -332,24 +371,24 @@ def example_program() -> None:
         key_store_password="kmsuser-password",
         trust_anchor_certificate="-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
     )
-    CustomKeyStoreConnectionStandIn(
-        "xks-connection",
-        {"custom_key_store_id": "cks-0123456789abcdef0", "on_delete": "retain"},
-    )
+    CustomKeyStoreConnection("xks-connection", custom_key_store_id="cks-0fedcba9876543210", on_delete="retain")
 
 
 def registrations_of_program_file(
-    path: Path, providers: SimulatedProviders, *, stack: str = "prod"
+    path: Path,
+    providers: SimulatedProviders,
+    *,
+    stack: str = "prod",
+    config: Mapping[str, Any] | None = None,
+    secret_keys: Iterable[str] = (),
 ) -> list[Registration]:
-    """The registrations of a stack program file (e.g. the project's ``__main__.py``), run under the same mocks.
-
-    Switch ``example_program`` to this once the project's stack program exists; a program that reads stack config
-    needs it set first (``pulumi.runtime.set_all_config``)."""
+    """The registrations of a stack program file (e.g. the project's ``__main__.py``, :data:`STACK_PROGRAM`), run
+    under the same mocks with the stack ``config``."""
 
     def program() -> None:
         runpy.run_path(str(path), run_name="__main__")
 
-    return record_registrations(program, providers, stack=stack)
+    return record_registrations(program, providers, stack=stack, config=config, secret_keys=secret_keys)
 
 
 # --- the pack served the way the Pulumi CLI serves it --------------------------------------------------------------
@@ -425,13 +464,17 @@ def configure_like_the_cli(stub: analyzer_pb2_grpc.AnalyzerStub, config: Mapping
     stub.Configure(request)
 
 
-def analyze_request(registration: Registration, *, stack: str = "prod") -> proto.AnalyzeRequest:
-    """``Analyze`` for one registration: its inputs without internal keys (the engine skips them)."""
+def analyze_request(
+    registration: Registration, providers: SimulatedProviders | None = None, *, stack: str = "prod"
+) -> proto.AnalyzeRequest:
+    """``Analyze`` for one registration, without internal keys (the engine skips them). The engine analyzes
+    inputs after the provider's ``check``: with ``providers``, the checked inputs; without, the inputs as given."""
+    inputs = registration.inputs if providers is None else providers.analyzed_inputs(registration)
     return proto.AnalyzeRequest(
         type=registration.type,
         name=registration.name,
         urn=urn(registration.type, registration.name, stack),
-        properties=struct({k: v for k, v in registration.inputs.items() if not k.startswith("__")}),
+        properties=struct({k: v for k, v in inputs.items() if not k.startswith("__")}),
         options=proto.AnalyzerResourceOptions(),
     )
 
@@ -465,14 +508,26 @@ def analyze_stack_request(
 
 class Diagnostic(NamedTuple):
     policy: str
-    urn: str
+    resource: str
+    """The name of the resource the diagnostic is about: the one analyzed, or the one a stack policy names."""
     level: str
     message: str
+    urn: str
+    """The diagnostic's own URN: empty for a resource policy's (the engine shows the analyzed resource)."""
 
 
-def diagnostics(response: proto.AnalyzeResponse) -> list[Diagnostic]:
+def diagnostics(response: proto.AnalyzeResponse, analyzed: str = "") -> list[Diagnostic]:
     levels = {number: name for name, number in _LEVELS.items()}
-    return [Diagnostic(d.policyName, d.urn, levels[d.enforcementLevel], d.message) for d in response.diagnostics]
+    return [
+        Diagnostic(
+            d.policyName,
+            d.urn.rsplit("::", 1)[-1] if d.urn else analyzed,
+            levels[d.enforcementLevel],
+            d.message,
+            d.urn,
+        )
+        for d in response.diagnostics
+    ]
 
 
 def analyze_all(
@@ -485,6 +540,6 @@ def analyze_all(
     """What a deployment asks of the pack: ``Analyze`` for every registration, then ``AnalyzeStack``."""
     found: list[Diagnostic] = []
     for registration in registrations:
-        found += diagnostics(stub.Analyze(analyze_request(registration, stack=stack)))
+        found += diagnostics(stub.Analyze(analyze_request(registration, providers, stack=stack)), registration.name)
     found += diagnostics(stub.AnalyzeStack(analyze_stack_request(registrations, providers, stack=stack)))
     return found

@@ -7,12 +7,16 @@ import contextvars
 import pulumi
 import pulumi.runtime
 import pytest
-from kms_policy_testkit import UNKNOWN, connection_args, policies, policy, validate
+from kms_policy_testkit import UNKNOWN, connection_args, policies, policy, set_args, validate
 from pulumi_policy import EnforcementLevel, StackValidationPolicy
 from pulumi_policy.proxy import UnknownValueError
 
+from kms_connection import CustomKeyStoreConnection, CustomKeyStoreConnectionSet
+from kms_connection.inputs import DEFAULTS
+
 STORE = "cks-1234567890abcdef0"
 OTHER_STORE = "cks-0fedcba9876543210"
+THIRD_STORE = "cks-00112233445566778"
 
 DESIRED_CONNECTED = policies.DESIRED_CONNECTED
 RETAIN_ON_DELETE = policies.RETAIN_ON_DELETE
@@ -40,6 +44,22 @@ def test_every_policy_documents_its_config_properties() -> None:
         assert p.config_schema is not None and p.config_schema.properties, p.name
         for key, schema in p.config_schema.properties.items():
             assert schema.get("description") and "default" in schema, (p.name, key)
+
+
+def test_type_tokens_are_those_the_resource_classes_register_with() -> None:
+    # The pack writes the tokens out so that the analyzer process need not import kms_connection.resource.
+    assert "pulumi-python:" + CustomKeyStoreConnection._resource_type_name == policies.CONNECTION_TYPE
+    assert "pulumi-python:" + CustomKeyStoreConnectionSet._resource_type_name == policies.CONNECTION_SET_TYPE
+    assert {policies.CONNECTION_TYPE, policies.CONNECTION_SET_TYPE} == policies.CONNECTION_TYPES
+
+
+def test_provider_defaults_are_those_of_the_providers_check() -> None:
+    assert {
+        "desired_state": policies.DEFAULT_DESIRED_STATE,
+        "on_delete": policies.DEFAULT_ON_DELETE,
+        "connect_timeout_seconds": policies.DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        "disconnect_timeout_seconds": policies.DEFAULT_DISCONNECT_TIMEOUT_SECONDS,
+    } == DEFAULTS
 
 
 def test_stack_policies_are_stack_validation_policies() -> None:
@@ -83,6 +103,22 @@ def test_desired_connected_reports_disconnected_in_a_protected_stack_naming_reso
     assert "'payments'" in message and args.urn in message
     assert STORE in message and "prod-eu" in message and "'prod*'" in message
     assert "desired_state='CONNECTED'" in message and "allowedKeyStores" in message
+
+
+@pytest.mark.parametrize("written", ["disconnected", "Disconnected", " DISCONNECTED "])
+def test_desired_connected_reads_desired_state_in_any_letter_case_as_check_does(written: str) -> None:
+    args = connection_args({"custom_key_store_id": STORE, "desired_state": written})
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert f"desired_state='{written}'" in message
+
+
+@pytest.mark.parametrize("written", ["connected", "Connected", " CONNECTED"])
+def test_desired_connected_passes_connected_in_any_letter_case(written: str) -> None:
+    args = connection_args({"custom_key_store_id": STORE, "desired_state": written})
+
+    assert validate(policy(DESIRED_CONNECTED), args).reported == []
 
 
 def test_desired_connected_ignores_a_stack_that_no_pattern_protects() -> None:
@@ -163,6 +199,19 @@ def test_retain_on_delete_passes_retain_in_a_protected_stack() -> None:
     args = connection_args({"custom_key_store_id": STORE, "on_delete": "retain"})
 
     assert validate(policy(RETAIN_ON_DELETE), args).reported == []
+
+
+@pytest.mark.parametrize("written", ["RETAIN", "Retain", " retain "])
+def test_retain_on_delete_passes_retain_in_any_letter_case(written: str) -> None:
+    args = connection_args({"custom_key_store_id": STORE, "on_delete": written})
+
+    assert validate(policy(RETAIN_ON_DELETE), args).reported == []
+
+
+def test_retain_on_delete_reports_disconnect_in_upper_case() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "on_delete": "DISCONNECT"})
+
+    assert len(validate(policy(RETAIN_ON_DELETE), args).reported) == 1
 
 
 def test_retain_on_delete_ignores_a_stack_that_no_pattern_protects() -> None:
@@ -256,3 +305,172 @@ def test_timeouts_name_an_unknown_store_id_without_failing() -> None:
     (message,) = validate(policy(TIMEOUTS), args).messages
 
     assert "known once the key store exists" in message
+
+
+def test_timeouts_defer_a_timeout_unknown_during_preview() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "connect_timeout_seconds": UNKNOWN})
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(TIMEOUTS), args)
+
+    assert deferred.value.props == ["connect_timeout_seconds"]
+
+
+# --- CustomKeyStoreConnectionSet: connection-desired-connected-in-protected-stacks ------------------------------
+
+
+def test_set_desired_connected_passes_a_connected_set() -> None:
+    connected = set_args({"custom_key_store_ids": [STORE, OTHER_STORE], "desired_state": "connected"})
+    defaulted = set_args({"custom_key_store_ids": [STORE, OTHER_STORE]})
+
+    assert validate(policy(DESIRED_CONNECTED), connected).reported == []
+    assert validate(policy(DESIRED_CONNECTED), defaulted).reported == []
+
+
+def test_set_desired_connected_reports_a_disconnected_set_naming_the_set_and_its_stores() -> None:
+    args = set_args(
+        {"custom_key_store_ids": [STORE, OTHER_STORE], "desired_state": "disconnected"}, name="dr", stack="prod-eu"
+    )
+
+    (message,) = validate(policy(DESIRED_CONNECTED, stack="prod-eu"), args).messages
+
+    assert message.startswith(f"CustomKeyStoreConnectionSet 'dr' ({args.urn})")
+    assert f"key stores {STORE}, {OTHER_STORE} in stack 'prod-eu'" in message
+    assert "desired_state='disconnected'" in message and "desired_state='CONNECTED'" in message
+
+
+def test_set_desired_connected_ignores_a_stack_that_no_pattern_protects() -> None:
+    args = set_args({"custom_key_store_ids": [STORE], "desired_state": "DISCONNECTED"}, stack="dev")
+
+    assert validate(policy(DESIRED_CONNECTED, stack="dev"), args).reported == []
+
+
+def test_set_desired_connected_allows_a_set_whose_stores_are_all_allow_listed() -> None:
+    args = set_args(
+        {"custom_key_store_ids": [STORE, OTHER_STORE], "desired_state": "DISCONNECTED"},
+        config={"allowedKeyStores": [OTHER_STORE, STORE]},
+    )
+
+    assert validate(policy(DESIRED_CONNECTED), args).reported == []
+
+
+def test_set_desired_connected_names_only_the_stores_not_allow_listed() -> None:
+    args = set_args(
+        {"custom_key_store_ids": [STORE, OTHER_STORE, THIRD_STORE], "desired_state": "DISCONNECTED"},
+        config={"allowedKeyStores": [OTHER_STORE]},
+    )
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert f"key stores {STORE}, {THIRD_STORE} in" in message and OTHER_STORE not in message
+
+
+def test_set_desired_connected_decides_a_connected_set_without_its_unknown_store_ids() -> None:
+    args = set_args({"custom_key_store_ids": UNKNOWN, "desired_state": "CONNECTED"})
+
+    assert validate(policy(DESIRED_CONNECTED), args).reported == []
+
+
+def test_set_desired_connected_defers_a_disconnected_set_whose_store_ids_are_unknown() -> None:
+    args = set_args({"custom_key_store_ids": UNKNOWN, "desired_state": "DISCONNECTED"})
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(DESIRED_CONNECTED), args)
+
+    assert deferred.value.props == ["custom_key_store_ids"]
+
+
+def test_set_desired_connected_defers_when_only_an_unknown_store_id_could_be_outside_the_allow_list() -> None:
+    args = set_args(
+        {"custom_key_store_ids": [STORE, UNKNOWN], "desired_state": "DISCONNECTED"},
+        config={"allowedKeyStores": [STORE]},
+    )
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(DESIRED_CONNECTED), args)
+
+    assert deferred.value.props == ["custom_key_store_ids", "1"]
+
+
+def test_set_desired_connected_reports_known_stores_at_once_beside_unknown_ones() -> None:
+    args = set_args({"custom_key_store_ids": [UNKNOWN, STORE], "desired_state": "DISCONNECTED"})
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert f"key stores {STORE} and 1 more (known once the key store exists)" in message
+
+
+# --- CustomKeyStoreConnectionSet: no-disconnect-on-delete-in-protected-stacks ------------------------------------
+
+
+def test_set_retain_on_delete_passes_retain() -> None:
+    args = set_args({"custom_key_store_ids": [STORE, OTHER_STORE], "on_delete": "Retain"})
+
+    assert validate(policy(RETAIN_ON_DELETE), args).reported == []
+
+
+def test_set_retain_on_delete_reports_the_default_naming_the_set_and_its_stores() -> None:
+    args = set_args({"custom_key_store_ids": [STORE, OTHER_STORE]}, name="dr")
+
+    (message,) = validate(policy(RETAIN_ON_DELETE), args).messages
+
+    assert message.startswith(f"CustomKeyStoreConnectionSet 'dr' ({args.urn})")
+    assert f"on_delete='disconnect' for key stores {STORE}, {OTHER_STORE}" in message
+    assert "removing a store from a set" in message and "on_delete='retain'" in message
+
+
+def test_set_retain_on_delete_allows_a_set_whose_stores_are_all_allow_listed() -> None:
+    args = set_args(
+        {"custom_key_store_ids": [STORE, OTHER_STORE], "on_delete": "disconnect"},
+        config={"allowedKeyStores": [STORE, OTHER_STORE]},
+    )
+
+    assert validate(policy(RETAIN_ON_DELETE), args).reported == []
+
+
+def test_set_retain_on_delete_defers_when_the_store_ids_are_unknown() -> None:
+    args = set_args({"custom_key_store_ids": [UNKNOWN], "on_delete": "disconnect"})
+
+    with pytest.raises(UnknownValueError):
+        validate(policy(RETAIN_ON_DELETE), args)
+
+
+# --- CustomKeyStoreConnectionSet: connection-timeouts-within-bounds ----------------------------------------------
+
+
+def test_set_timeouts_pass_the_provider_defaults_and_the_bounds() -> None:
+    defaults = set_args({"custom_key_store_ids": [STORE, OTHER_STORE]})
+    bounds = set_args(
+        {"custom_key_store_ids": [STORE], "connect_timeout_seconds": 7200, "disconnect_timeout_seconds": 60}
+    )
+
+    assert validate(policy(TIMEOUTS), defaults).reported == []
+    assert validate(policy(TIMEOUTS), bounds).reported == []
+
+
+def test_set_timeouts_report_a_short_connect_timeout_naming_the_set_and_its_stores() -> None:
+    args = set_args({"custom_key_store_ids": [STORE, OTHER_STORE], "connect_timeout_seconds": 600}, name="dr")
+
+    (message,) = validate(policy(TIMEOUTS), args).messages
+
+    assert message.startswith(f"CustomKeyStoreConnectionSet 'dr' ({args.urn}) for key stores {STORE}, {OTHER_STORE}")
+    assert "connect_timeout_seconds=600 s" in message and "1200..7200 s" in message
+
+
+def test_set_timeouts_use_the_configured_bounds() -> None:
+    args = set_args(
+        {"custom_key_store_ids": [STORE], "disconnect_timeout_seconds": 30}, config={"minDisconnectTimeoutSeconds": 10}
+    )
+
+    assert validate(policy(TIMEOUTS), args).reported == []
+
+
+def test_set_timeouts_name_unknown_store_ids_without_failing() -> None:
+    whole = set_args({"custom_key_store_ids": UNKNOWN, "connect_timeout_seconds": 60})
+    partly = set_args({"custom_key_store_ids": [STORE, UNKNOWN], "connect_timeout_seconds": 60})
+
+    (whole_message,) = validate(policy(TIMEOUTS), whole).messages
+    (partly_message,) = validate(policy(TIMEOUTS), partly).messages
+
+    assert "for key stores (known once the key store exists) has" in whole_message
+    assert f"for key stores {STORE} and 1 more (known once the key store exists) has" in partly_message

@@ -9,6 +9,7 @@ from pulumi_policy.proxy import UnknownValueError
 
 STORE = "cks-1234567890abcdef0"
 OTHER_STORE = "cks-0fedcba9876543210"
+THIRD_STORE = "cks-00112233445566778"
 
 EVERY_STORE = policies.EVERY_STORE_CONNECTED
 NO_FAILED = policies.NO_FAILED_CONNECTIONS
@@ -26,10 +27,24 @@ def connection(name: str = "hsm-connection", store_id: str = STORE, **outputs: o
     return stack_resource(policies.CONNECTION_TYPE, name, {"custom_key_store_id": store_id, **outputs})
 
 
+def connection_set(name: str = "stores", store_ids: object = (STORE, OTHER_STORE), **outputs: object) -> PolicyResource:
+    ids = list(store_ids) if isinstance(store_ids, tuple | list) else store_ids
+    return stack_resource(policies.CONNECTION_SET_TYPE, name, {"custom_key_store_ids": ids, **outputs})
+
+
 def depends_on_store(conn: str = "hsm-connection", store: str = "hsm-store") -> dict[str, dict[str, list[str]]]:
     """``custom_key_store_id`` of connection ``conn`` was computed from store ``store`` (``store.id``)."""
     return {
         urn(policies.CONNECTION_TYPE, conn): {"custom_key_store_id": [urn(policies.KEY_STORE_TYPE, store)]},
+    }
+
+
+def set_depends_on_stores(*stores: str, name: str = "stores") -> dict[str, dict[str, list[str]]]:
+    """``custom_key_store_ids`` of set ``name`` was computed from ``stores`` (``[store.id, ...]``)."""
+    return {
+        urn(policies.CONNECTION_SET_TYPE, name): {
+            "custom_key_store_ids": [urn(policies.KEY_STORE_TYPE, store) for store in stores]
+        },
     }
 
 
@@ -114,6 +129,82 @@ def test_every_store_connected_does_not_defer_for_stores_already_matched() -> No
     assert validate(policy(EVERY_STORE), args).reported == []
 
 
+# --- every-custom-key-store-has-a-connection: CustomKeyStoreConnectionSet --------------------------------------
+
+
+def test_every_store_connected_passes_stores_whose_ids_a_set_names() -> None:
+    args = stack_args([key_store(), key_store("second", OTHER_STORE, "second-hsm"), connection_set()])
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_passes_stores_named_by_a_set_or_a_connection() -> None:
+    stores = [key_store(), key_store("second", OTHER_STORE, "second-hsm")]
+    args = stack_args([*stores, connection(), connection_set(store_ids=[OTHER_STORE, THIRD_STORE])])
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_reports_a_store_that_no_set_names() -> None:
+    second = key_store("second", THIRD_STORE, "second-hsm")
+
+    (reported,) = validate(policy(EVERY_STORE), stack_args([key_store(), second, connection_set()])).reported
+
+    assert reported[1] == second.urn and "CustomKeyStoreConnectionSet" in reported[0]
+
+
+def test_every_store_connected_allows_an_allow_listed_store_beside_a_set() -> None:
+    args = stack_args(
+        [key_store(), key_store("second", THIRD_STORE, "second-hsm"), connection_set()],
+        config={"allowedKeyStores": ["second-hsm"]},
+    )
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_matches_a_sets_unknown_element_through_property_dependencies() -> None:
+    new_store = key_store(store_id=UNKNOWN)
+    args = stack_args(
+        [new_store, key_store("second", OTHER_STORE, "second-hsm"), connection_set(store_ids=[UNKNOWN, OTHER_STORE])],
+        property_dependencies=set_depends_on_stores("hsm-store"),
+    )
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_matches_a_sets_wholly_unknown_ids_through_property_dependencies() -> None:
+    stores = [key_store(store_id=UNKNOWN), key_store("second", UNKNOWN, "second-hsm")]
+    args = stack_args(
+        [*stores, connection_set(store_ids=UNKNOWN)],
+        property_dependencies=set_depends_on_stores("hsm-store", "second"),
+    )
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_defers_when_a_set_has_more_unknown_ids_than_stores_they_come_from() -> None:
+    # Two unknown ids, one traced to hsm-store: the other could be orphan's.
+    orphan = key_store("orphan", THIRD_STORE, "orphan-hsm")
+    args = stack_args(
+        [key_store(store_id=UNKNOWN), orphan, connection_set(store_ids=[UNKNOWN, UNKNOWN])],
+        property_dependencies=set_depends_on_stores("hsm-store"),
+    )
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(EVERY_STORE), args)
+
+    assert deferred.value.props == ["custom_key_store_ids", "0"]
+
+
+def test_every_store_connected_defers_when_a_sets_ids_are_unknown_and_untraceable() -> None:
+    args = stack_args([key_store(), connection_set(store_ids=UNKNOWN)])
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(EVERY_STORE), args)
+
+    assert deferred.value.props == ["custom_key_store_ids"]
+
+
 # --- no-failed-connections --------------------------------------------------------------------------------------
 
 
@@ -159,3 +250,61 @@ def test_no_failed_connections_ignores_key_stores_themselves() -> None:
     store = stack_resource(policies.KEY_STORE_TYPE, "hsm-store", {"id": STORE, "connection_state": "FAILED"})
 
     assert validate(policy(NO_FAILED), stack_args([store])).reported == []
+
+
+# --- no-failed-connections: CustomKeyStoreConnectionSet ---------------------------------------------------------
+
+
+def test_no_failed_connections_reports_each_failed_store_of_a_set_with_its_code_and_remedy() -> None:
+    failed = connection_set(
+        "dr",
+        [STORE, OTHER_STORE, THIRD_STORE],
+        connection_states={STORE: "FAILED", OTHER_STORE: "CONNECTED", THIRD_STORE: "FAILED"},
+        connection_error_codes={STORE: "USER_LOGGED_IN", THIRD_STORE: "XKS_PROXY_TIMED_OUT"},
+    )
+
+    reported = validate(policy(NO_FAILED), stack_args([failed])).reported
+
+    assert [reported_urn for _, reported_urn in reported] == [failed.urn, failed.urn]
+    first, second = (message for message, _ in reported)
+    assert first.startswith(f"CustomKeyStoreConnectionSet 'dr' ({failed.urn}) observed key store {STORE}")
+    assert "USER_LOGGED_IN" in first and remedy("USER_LOGGED_IN") in first
+    assert THIRD_STORE in second and remedy("XKS_PROXY_TIMED_OUT") in second
+    assert OTHER_STORE not in first + second
+
+
+def test_no_failed_connections_gives_the_generic_remedy_for_a_set_store_without_an_error_code() -> None:
+    failed = connection_set(connection_states={STORE: "FAILED", OTHER_STORE: "CONNECTED"}, connection_error_codes={})
+
+    (message,) = validate(policy(NO_FAILED), stack_args([failed])).messages
+
+    assert STORE in message and remedy(None) in message
+
+
+def test_no_failed_connections_passes_a_set_whose_stores_are_not_failed() -> None:
+    healthy = connection_set(connection_states={STORE: "CONNECTED", OTHER_STORE: "CONNECTING"})
+
+    assert validate(policy(NO_FAILED), stack_args([healthy])).reported == []
+
+
+def test_no_failed_connections_allows_an_allow_listed_store_of_a_set() -> None:
+    failed = connection_set(
+        connection_states={STORE: "FAILED", OTHER_STORE: "FAILED"},
+        connection_error_codes={STORE: "NETWORK_ERRORS", OTHER_STORE: "USER_NOT_FOUND"},
+    )
+
+    (message,) = validate(policy(NO_FAILED), stack_args([failed], config={"allowedKeyStores": [STORE]})).messages
+
+    assert OTHER_STORE in message and "USER_NOT_FOUND" in message and STORE not in message
+
+
+def test_no_failed_connections_skips_a_set_not_yet_created() -> None:
+    args = stack_args(
+        [
+            connection_set("unknown-ids", UNKNOWN),
+            connection_set("unknown-states", connection_states=UNKNOWN, connection_error_codes=UNKNOWN),
+            connection_set("unknown-one", connection_states={STORE: UNKNOWN, OTHER_STORE: "CONNECTED"}),
+        ]
+    )
+
+    assert validate(policy(NO_FAILED), args).reported == []
