@@ -1,0 +1,165 @@
+"""Admin endpoints under ``/_emulator/`` (a path KMS never uses): control and observe a running emulator.
+
+No signature is needed: the emulator binds loopback by default, and anyone who can reach it can reach these.
+
+=======  ======================  ==================================================================
+method   path                    what it does
+=======  ======================  ==================================================================
+GET      /_emulator/health       ``{"status": "ok"}``
+GET      /_emulator/calls        ``{"calls": [{operation, store_id, region, time, outcome}...]}``
+DELETE   /_emulator/calls        empty the call log (also ``POST /_emulator/calls/clear``)
+GET      /_emulator/stores       every store of every Region with its true state (no secrets)
+GET      /_emulator/faults       the current faults and timing
+POST     /_emulator/faults       change faults and timing; every key is optional (see ``apply_faults``)
+POST     /_emulator/reset        back to the state at start: seeds only, initial faults, empty log
+=======  ======================  ==================================================================
+
+Answers are JSON; a bad request gets HTTP 400 ``{"error": "..."}`` and nothing of it is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import EmulatorConfigError
+from .faults import FailMode, FaultPlan, parse_outcome
+from .model import OPERATIONS
+from .seeding import DEFAULT_REGION
+from .service import KmsService
+
+PREFIX = "/_emulator/"
+
+_FAULT_KEYS = {
+    "throttle_rps",
+    "throttle_operations",
+    "fail_next",
+    "failure_rate",
+    "consistency_lag",
+    "connect_outcomes",
+    "default_connect_outcome",
+    "connect_seconds",
+    "disconnect_seconds",
+    "region",
+}
+
+
+def _number(body: dict[str, Any], key: str, allow_none: bool = False) -> float | None:
+    value = body[key]
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise EmulatorConfigError(f"{key} must be a number >= 0 (found {value!r})")
+    return float(value)
+
+
+def apply_faults(service: KmsService, body: object) -> None:
+    """Apply a ``POST /_emulator/faults`` body, all of it or (on any error) none of it.
+
+    Keys: ``throttle_rps`` (number or null) with optional ``throttle_operations`` (list of operations);
+    ``fail_next`` (a count, or ``{"count", "operation", "mode": "internal"|"drop"}``); ``failure_rate`` (a
+    fraction, or ``{"fraction", "seed"}``); ``consistency_lag``, ``connect_seconds``, ``disconnect_seconds``
+    (seconds); ``connect_outcomes`` (``{"cks-...": "succeed"|"hang"|"fail:CODE"}``, in ``region``, default
+    us-east-1); ``default_connect_outcome``.
+    """
+    if not isinstance(body, dict):
+        raise EmulatorConfigError("the body must be a JSON object")
+    unknown = sorted(set(body) - _FAULT_KEYS)
+    if unknown:
+        raise EmulatorConfigError(f"unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_FAULT_KEYS))}")
+    region = body.get("region", DEFAULT_REGION)
+    if not isinstance(region, str) or not region:
+        raise EmulatorConfigError("region must be a non-empty string")
+    # Check everything first, then apply: a request half-applied would leave faults nobody asked for.
+    steps: list[Callable[[FaultPlan], None]] = []
+    if "throttle_rps" in body:
+        rps = _number(body, "throttle_rps", allow_none=True)
+        operations = body.get("throttle_operations")
+        if operations is not None and (
+            not isinstance(operations, list) or not all(op in OPERATIONS for op in operations)
+        ):
+            raise EmulatorConfigError(f"throttle_operations must be a list of: {', '.join(OPERATIONS)}")
+        steps.append(lambda faults: faults.set_throttle(rps, operations))
+    elif "throttle_operations" in body:
+        raise EmulatorConfigError("throttle_operations needs throttle_rps")
+    if "fail_next" in body:
+        spec = body["fail_next"]
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            spec = {"count": spec}
+        if not isinstance(spec, dict) or not isinstance(spec.get("count"), int) or spec["count"] < 0:
+            raise EmulatorConfigError('fail_next must be a count or {"count": n, "operation"?, "mode"?}')
+        operation = spec.get("operation")
+        mode: FailMode = spec.get("mode", "internal")
+        if operation is not None and operation not in OPERATIONS:
+            raise EmulatorConfigError(f"fail_next.operation must be one of {', '.join(OPERATIONS)}")
+        if mode not in ("internal", "drop"):
+            raise EmulatorConfigError("fail_next.mode must be 'internal' or 'drop'")
+        count = int(spec["count"])
+        steps.append(lambda faults: faults.fail_next(count, operation, mode))
+    if "failure_rate" in body:
+        rate = body["failure_rate"]
+        if not isinstance(rate, dict):
+            rate = {"fraction": rate}
+        fraction, seed = rate.get("fraction"), rate.get("seed", 0)
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
+            raise EmulatorConfigError("failure_rate must be a fraction between 0 and 1")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise EmulatorConfigError("failure_rate.seed must be an integer")
+        steps.append(lambda faults: faults.set_failure_rate(float(fraction), seed))
+    for key in ("consistency_lag", "connect_seconds", "disconnect_seconds"):
+        if key in body:
+            value = _number(body, key)
+            steps.append(lambda _faults, key=key, value=value: setattr(service, key, value))  # type: ignore[misc]
+    if "connect_outcomes" in body:
+        outcomes = body["connect_outcomes"]
+        if not isinstance(outcomes, dict) or not all(isinstance(v, str) for v in outcomes.values()):
+            raise EmulatorConfigError("connect_outcomes must map store ids to 'succeed', 'hang' or 'fail:CODE'")
+        parsed = {store_id: parse_outcome(text) for store_id, text in outcomes.items()}
+        for store_id, outcome in parsed.items():
+            steps.append(lambda faults, s=store_id, o=outcome: faults.set_connect_outcome(region, s, o))  # type: ignore[misc]
+    if "default_connect_outcome" in body:
+        text = body["default_connect_outcome"]
+        if not isinstance(text, str):
+            raise EmulatorConfigError("default_connect_outcome must be 'succeed', 'hang' or 'fail:CODE'")
+        default = parse_outcome(text)
+        steps.append(lambda faults: faults.set_default_connect_outcome(default))
+    with service.lock:
+        for step in steps:
+            step(service.faults)
+
+
+def describe_settings(service: KmsService) -> dict[str, Any]:
+    """Faults and timing, for ``GET /_emulator/faults``."""
+    with service.lock:
+        return {
+            **service.faults.describe(),
+            "consistency_lag": service.consistency_lag,
+            "connect_seconds": service.connect_seconds,
+            "disconnect_seconds": service.disconnect_seconds,
+        }
+
+
+def handle_admin(service: KmsService, method: str, path: str, body: object) -> tuple[int, dict[str, Any]]:
+    """Answer an admin request: ``(HTTP status, JSON object)``."""
+    route = (method, path.rstrip("/"))
+    try:
+        if route == ("GET", "/_emulator/health"):
+            return 200, {"status": "ok"}
+        if route == ("GET", "/_emulator/calls"):
+            return 200, {"calls": [call.as_json() for call in service.call_log.snapshot()]}
+        if route in (("DELETE", "/_emulator/calls"), ("POST", "/_emulator/calls/clear")):
+            service.call_log.clear()
+            return 200, {}
+        if route == ("GET", "/_emulator/stores"):
+            return 200, {"stores": service.stores()}
+        if route == ("GET", "/_emulator/faults"):
+            return 200, describe_settings(service)
+        if route == ("POST", "/_emulator/faults"):
+            apply_faults(service, body)
+            return 200, describe_settings(service)
+        if route == ("POST", "/_emulator/reset"):
+            service.reset()
+            return 200, {}
+    except EmulatorConfigError as error:
+        return 400, {"error": str(error)}
+    return 404, {"error": f"no admin endpoint {method} {path}"}

@@ -1,0 +1,266 @@
+"""``Emulator``: the KMS custom key store emulator running in-process, on a loopback port, in a daemon thread."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
+
+from .calls import DEFAULT_CALL_LOG_LIMIT, Call
+from .clock import Clock, SystemClock
+from .errors import KmsError
+from .faults import FailMode, FaultPlan
+from .seeding import DEFAULT_REGION, SeedSource
+from .server import DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, KmsHTTPServer
+from .service import KmsService
+from .store import CLOUDHSM, DEFAULT_STORE_LIMIT, ConnectOutcome
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+
+#: Dummy credentials for clients of the emulator (it accepts any).
+DUMMY_ACCESS_KEY_ID = "AKIAEMULATOR000TEST"
+DUMMY_SECRET_ACCESS_KEY = "emulator-secret-not-checked"
+
+OutcomeKey = str | tuple[str, str]
+
+
+_client_factory_lock = threading.Lock()
+
+
+@functools.cache
+def _client_factory() -> Any:
+    # A botocore session used only to build clients, each given its own endpoint, Region, credentials and
+    # config: it holds botocore's read-only data files and handlers, no emulator state. Building a session
+    # costs ~30 ms, a client from a warm one ~7 ms; tests build hundreds of clients.
+    import botocore.session
+
+    return botocore.session.Session()
+
+
+def _outcome_key(key: OutcomeKey) -> tuple[str, str]:
+    # "cks-..." (us-east-1), "us-west-2/cks-...", or ("us-west-2", "cks-...").
+    if isinstance(key, tuple):
+        return key
+    region, slash, store_id = key.rpartition("/")
+    return (region if slash else DEFAULT_REGION), store_id
+
+
+class Emulator:
+    """A local, wire-compatible KMS endpoint for custom key stores, started by the constructor.
+
+    Use it as a context manager (``with Emulator() as emu:``) or call ``stop()``. Point unmodified boto3 or
+    the AWS CLI at ``endpoint_url``; ``client()`` builds a boto3 KMS client that does. Two emulators in one
+    process share no state.
+
+    Defaults differ from the command line on purpose: connects take 0.2 s and disconnects 0.1 s, and there is
+    no throttling unless asked for, so tests are fast and deterministic.
+
+    Arguments: ``clock`` (default ``SystemClock``; a ``FakeClock`` drives every transition); ``state_file``
+    (stores survive a restart; ``EmulatorStateError`` if it is unusable); ``seed`` (a JSON file path or a list
+    of dicts, see ``seeding``); ``store_limit`` (per Region, None: no limit); ``throttle_rps`` (per operation
+    per Region, None/0: off); ``consistency_lag`` (seconds DescribeCustomKeyStores lags behind); ``host`` and
+    ``port`` (0: a free port); ``fail_next`` (the next N requests get KMSInternalException); ``failure_rate``
+    and ``failure_seed``; ``default_connect_outcome`` and ``connect_outcomes`` (``{"cks-...": "hang"}``, keys
+    may be ``"region/cks-..."``); ``max_body_bytes`` (1 MiB); ``request_timeout`` (socket timeout, 10 s);
+    ``call_log_limit`` (oldest calls dropped beyond it); ``log`` (a callable given one line per request).
+
+    The one thing shared between emulators is the botocore session ``client()`` builds clients from (read-only
+    data files and handlers, each client with its own endpoint, Region, credentials and config).
+    """
+
+    def __init__(
+        self,
+        connect_seconds: float = 0.2,
+        disconnect_seconds: float = 0.1,
+        clock: Clock | None = None,
+        state_file: str | Path | None = None,
+        seed: SeedSource | None = None,
+        store_limit: int | None = DEFAULT_STORE_LIMIT,
+        throttle_rps: float | None = None,
+        consistency_lag: float = 0.0,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fail_next: int = 0,
+        failure_rate: float = 0.0,
+        failure_seed: int = 0,
+        default_connect_outcome: str | ConnectOutcome = "succeed",
+        connect_outcomes: Mapping[OutcomeKey, str | ConnectOutcome] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        call_log_limit: int = DEFAULT_CALL_LOG_LIMIT,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        outcomes = {_outcome_key(key): value for key, value in (connect_outcomes or {}).items()}
+
+        # A factory, so that reset() can rebuild the faults exactly as configured here.
+        def make_faults() -> FaultPlan:
+            return FaultPlan(throttle_rps, fail_next, failure_rate, failure_seed, default_connect_outcome, outcomes)
+
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.service = KmsService(
+            clock=self.clock,
+            faults=make_faults,
+            connect_seconds=connect_seconds,
+            disconnect_seconds=disconnect_seconds,
+            store_limit=store_limit,
+            consistency_lag=consistency_lag,
+            state_file=Path(state_file) if state_file is not None else None,
+            seed=seed,
+            call_log_limit=call_log_limit,
+        )
+        self._server = KmsHTTPServer(
+            (host, port), self.service, max_body_bytes=max_body_bytes, request_timeout=request_timeout, log=log
+        )
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="kms-emulator", daemon=True
+        )
+        self._thread.start()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        """The URL to give boto3 (``endpoint_url``) or the CLI (``AWS_ENDPOINT_URL_KMS``)."""
+        return self._server.endpoint_url
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and save the state file (if any); safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_connections()
+        self._thread.join(timeout=5)
+        self.service.save()
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def client(self, region: str = DEFAULT_REGION, **config_kwargs: Any) -> KMSClient:
+        """A boto3 KMS client for this emulator, with dummy credentials.
+
+        ``config_kwargs`` go to ``botocore.config.Config`` (e.g. ``retries={"total_max_attempts": 1}``);
+        timeouts default to 5 s (connect) and 10 s (read) so a test never waits a minute on a bug.
+        """
+        from botocore.config import Config
+
+        config_kwargs.setdefault("connect_timeout", 5)
+        config_kwargs.setdefault("read_timeout", 10)
+        # boto3.client("kms") builds this same botocore client class (boto3 customises only resources and a few
+        # other services). Not boto3's default session: it is shared with the code under test and its
+        # credentials and Region would leak in. Sessions are not thread-safe, hence the lock.
+        with _client_factory_lock:
+            client = _client_factory().create_client(
+                "kms",
+                region_name=region,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=DUMMY_ACCESS_KEY_ID,
+                aws_secret_access_key=DUMMY_SECRET_ACCESS_KEY,
+                config=Config(**config_kwargs),
+            )
+        return cast("KMSClient", client)
+
+    # -- observation -----------------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[Call]:
+        """A snapshot of the call log, oldest first."""
+        return self.service.call_log.snapshot()
+
+    def clear_calls(self) -> None:
+        """Empty the call log."""
+        self.service.call_log.clear()
+
+    def state_of(self, store_id: str, region: str = DEFAULT_REGION) -> str:
+        """The true connection state of a store now, ignoring the consistency lag (``KeyError`` if none)."""
+        try:
+            return self.service.state_of(store_id, region).state.value
+        except KmsError:
+            raise KeyError(f"no custom key store {store_id} in {region}") from None
+
+    # -- set-up and faults -----------------------------------------------------------------------------
+
+    def create_store(
+        self,
+        name: str,
+        region: str = DEFAULT_REGION,
+        store_type: str = CLOUDHSM,
+        store_id: str | None = None,
+        connection_state: str = "DISCONNECTED",
+        *,
+        error_code: str | None = None,
+    ) -> str:
+        """Create a store directly for test set-up (not logged, no quota) and return its id.
+
+        Settings are placeholders (a fresh cluster id, or a public XKS endpoint). ``connection_state`` may be
+        any state; ``FAILED`` needs ``error_code``; ``CONNECTING``/``DISCONNECTING`` start their transition now.
+        """
+        return self.service.create_store(name, region, store_type, store_id, connection_state, error_code)
+
+    def set_key_count(self, store_id: str, count: int, region: str = DEFAULT_REGION) -> None:
+        """Pretend a store holds ``count`` KMS keys, so DeleteCustomKeyStore raises CustomKeyStoreHasCMKs."""
+        self.service.set_key_count(store_id, count, region)
+
+    def set_connect_outcome(
+        self,
+        store_id: str,
+        outcome: str | ConnectOutcome,
+        error_code: str | None = None,
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        """How the next connects of one store end: ``succeed``, ``hang``, or ``fail`` with ``error_code``."""
+        self.service.faults.set_connect_outcome(region, store_id, outcome, error_code)
+
+    def set_default_connect_outcome(self, outcome: str | ConnectOutcome, error_code: str | None = None) -> None:
+        """How connects end for stores without an outcome of their own (initially ``succeed``)."""
+        self.service.faults.set_default_connect_outcome(outcome, error_code)
+
+    def set_throttle(self, rps: float | None, operations: Iterable[str] | None = None) -> None:
+        """Throttle each operation (or only ``operations``) to ``rps`` requests/s per Region; None/0: off."""
+        self.service.faults.set_throttle(rps, operations)
+
+    def fail_next(self, n: int, operation: str | None = None, mode: FailMode = "internal") -> None:
+        """Fail the next ``n`` requests (of ``operation``): ``internal`` = HTTP 500, ``drop`` = close the socket."""
+        self.service.faults.fail_next(n, operation, mode)
+
+    def set_failure_rate(self, fraction: float, seed: int = 0) -> None:
+        """Fail a ``fraction`` of requests with KMSInternalException, reproducibly from ``seed``."""
+        self.service.faults.set_failure_rate(fraction, seed)
+
+    def set_consistency_lag(self, seconds: float) -> None:
+        """Make DescribeCustomKeyStores show every store as it was ``seconds`` ago."""
+        self.service.consistency_lag = seconds
+
+    def reset(self) -> None:
+        """Back to the state at construction: only the seeds, initial faults and timing, empty call log."""
+        self.service.reset()
+
+    @property
+    def connect_seconds(self) -> float:
+        """How long a connect takes (for connects started after a change)."""
+        return self.service.connect_seconds
+
+    @connect_seconds.setter
+    def connect_seconds(self, value: float) -> None:
+        self.service.connect_seconds = value
+
+    @property
+    def disconnect_seconds(self) -> float:
+        """How long a disconnect takes (for disconnects started after a change)."""
+        return self.service.disconnect_seconds
+
+    @disconnect_seconds.setter
+    def disconnect_seconds(self, value: float) -> None:
+        self.service.disconnect_seconds = value

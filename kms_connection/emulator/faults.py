@@ -1,0 +1,237 @@
+"""Injected faults: throttling, internal errors, dropped connections, random failures, connect outcomes.
+
+A ``FaultPlan`` is consulted before each KMS request is handled (``check``) and when a connect starts
+(``connect_outcome``). Its own lock makes it safe to change from a test thread while server threads read it.
+Order of checks for a request: throttling first (a throttled request consumes no other fault, as a
+throttled AWS request never reaches the service), then the queue of "fail next" faults, then the failure rate.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from .errors import EmulatorConfigError, KmsError
+from .model import OPERATIONS, connection_error_codes
+from .store import SUCCEED, ConnectOutcome
+
+FailMode = Literal["internal", "drop"]
+
+THROTTLE_MESSAGE = "Rate exceeded"
+INTERNAL_MESSAGE = "The request was rejected because an internal exception occurred. The request can be retried."
+
+
+class DropConnection(Exception):
+    """The server must close the connection without answering (fault mode ``drop``)."""
+
+
+def internal_error() -> KmsError:
+    """A ``KMSInternalException`` (HTTP 500), which botocore retries as a transient error."""
+    return KmsError("KMSInternalException", INTERNAL_MESSAGE, status=500)
+
+
+def parse_outcome(text: str | ConnectOutcome, error_code: str | None = None) -> ConnectOutcome:
+    """A ``ConnectOutcome`` from ``succeed``, ``hang``, ``fail`` + ``error_code``, or ``fail:CODE``.
+
+    Every ``ConnectionErrorCode`` of the service model is accepted, whatever the store type.
+    """
+    if isinstance(text, ConnectOutcome):
+        return text
+    kind, _, code = text.partition(":")
+    code = code or (error_code or "")
+    if kind in ("succeed", "hang"):
+        if code:
+            raise EmulatorConfigError(f"connect outcome {kind!r} takes no error code (got {code!r})")
+        return ConnectOutcome(cast(Literal["succeed", "hang"], kind))
+    if kind == "fail":
+        codes = connection_error_codes()
+        if code not in codes:
+            raise EmulatorConfigError(
+                f"connect outcome 'fail' needs a ConnectionErrorCode, one of {', '.join(codes)} (got {code!r})"
+            )
+        return ConnectOutcome("fail", code)
+    raise EmulatorConfigError(f"unknown connect outcome {text!r}: use succeed, hang or fail:CODE")
+
+
+def _check_operation(operation: str | None) -> None:
+    if operation is not None and operation not in OPERATIONS:
+        raise EmulatorConfigError(f"unknown operation {operation!r}: one of {', '.join(OPERATIONS)}")
+
+
+def _check_rps(rps: float | None) -> float | None:
+    if rps is None or rps == 0:
+        return None
+    if rps < 0:
+        raise EmulatorConfigError(f"a request rate cannot be negative (got {rps!r})")
+    return float(rps)
+
+
+class _TokenBucket:
+    """AWS-style rate limit: a burst of up to ``rate`` requests (at least 1), refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.updated = now
+
+    def take(self, now: float) -> bool:
+        elapsed = max(0.0, now - self.updated)
+        self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
+        self.updated = max(self.updated, now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class _FailNext:
+    remaining: int
+    operation: str | None
+    mode: FailMode
+
+
+class FaultPlan:
+    """The faults of one emulator. Every setter applies at once to the next request."""
+
+    def __init__(
+        self,
+        throttle_rps: float | None = None,
+        fail_next: int = 0,
+        failure_rate: float = 0.0,
+        failure_seed: int = 0,
+        default_connect_outcome: str | ConnectOutcome = SUCCEED,
+        connect_outcomes: Mapping[tuple[str, str], str | ConnectOutcome] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._throttle_default: float | None = None
+        self._throttle_per_operation: dict[str, float | None] = {}
+        self._buckets: dict[tuple[str, str], _TokenBucket] = {}
+        self._fail_next: list[_FailNext] = []
+        self._failure_rate = 0.0
+        self._failure_seed = 0
+        self._rng = random.Random(0)
+        self._default_outcome = SUCCEED
+        self._outcomes: dict[tuple[str, str], ConnectOutcome] = {}
+        self.set_throttle(throttle_rps)
+        if fail_next:
+            self.fail_next(fail_next)
+        self.set_failure_rate(failure_rate, failure_seed)
+        self.set_default_connect_outcome(default_connect_outcome)
+        for (region, store_id), outcome in (connect_outcomes or {}).items():
+            self.set_connect_outcome(region, store_id, outcome)
+
+    # -- settings --------------------------------------------------------------------------------------
+
+    def set_throttle(self, rps: float | None, operations: Iterable[str] | None = None) -> None:
+        """Limit each operation to ``rps`` requests per second per Region (None or 0: no limit).
+
+        Without ``operations`` the limit applies to every operation and replaces per-operation limits;
+        with it, only the named operations get this limit.
+        """
+        rate = _check_rps(rps)
+        names = None if operations is None else list(operations)
+        for name in names or ():
+            _check_operation(name)
+        with self._lock:
+            if names is None:
+                self._throttle_default = rate
+                self._throttle_per_operation.clear()
+            else:
+                for name in names:
+                    self._throttle_per_operation[name] = rate
+            # A new limit starts with a full bucket, so a test sees exactly `rps` calls pass.
+            self._buckets.clear()
+
+    def fail_next(self, count: int, operation: str | None = None, mode: FailMode = "internal") -> None:
+        """Answer the next ``count`` requests (of ``operation`` only, if given) with a fault.
+
+        ``mode="internal"``: ``KMSInternalException`` with HTTP 500; ``mode="drop"``: close the connection
+        without an answer. Successive calls queue up: each request consumes the first matching entry.
+        """
+        if count < 0:
+            raise EmulatorConfigError(f"fail_next needs a count >= 0 (got {count!r})")
+        if mode not in ("internal", "drop"):
+            raise EmulatorConfigError(f"unknown failure mode {mode!r}: use 'internal' or 'drop'")
+        _check_operation(operation)
+        if count:
+            with self._lock:
+                self._fail_next.append(_FailNext(count, operation, mode))
+
+    def set_failure_rate(self, fraction: float, seed: int = 0) -> None:
+        """Fail a ``fraction`` (0..1) of requests with ``KMSInternalException``, drawn from ``Random(seed)``."""
+        if not 0.0 <= fraction <= 1.0:
+            raise EmulatorConfigError(f"a failure rate is a fraction between 0 and 1 (got {fraction!r})")
+        with self._lock:
+            self._failure_rate = float(fraction)
+            self._failure_seed = seed
+            self._rng = random.Random(seed)
+
+    def set_connect_outcome(
+        self, region: str, store_id: str, outcome: str | ConnectOutcome, error_code: str | None = None
+    ) -> None:
+        """How connects of ``store_id`` in ``region`` end, from the next connect on."""
+        parsed = parse_outcome(outcome, error_code)
+        with self._lock:
+            self._outcomes[(region, store_id)] = parsed
+
+    def set_default_connect_outcome(self, outcome: str | ConnectOutcome, error_code: str | None = None) -> None:
+        """How connects end for stores without an outcome of their own."""
+        parsed = parse_outcome(outcome, error_code)
+        with self._lock:
+            self._default_outcome = parsed
+
+    def connect_outcome(self, region: str, store_id: str) -> ConnectOutcome:
+        """The outcome a connect of ``store_id`` starting now will have."""
+        with self._lock:
+            return self._outcomes.get((region, store_id), self._default_outcome)
+
+    def forget_store(self, region: str, store_id: str) -> None:
+        """Drop the outcome of a deleted store, so an id reused later starts from the default."""
+        with self._lock:
+            self._outcomes.pop((region, store_id), None)
+
+    # -- per request -----------------------------------------------------------------------------------
+
+    def check(self, operation: str, region: str, now: float) -> None:
+        """Raise the fault this request gets, if any: ``KmsError`` to answer, or ``DropConnection``."""
+        with self._lock:
+            rate = self._throttle_per_operation.get(operation, self._throttle_default)
+            if rate is not None:
+                bucket = self._buckets.get((region, operation))
+                if bucket is None:
+                    bucket = self._buckets[(region, operation)] = _TokenBucket(rate, now)
+                if not bucket.take(now):
+                    raise KmsError("ThrottlingException", THROTTLE_MESSAGE)
+            for entry in self._fail_next:
+                if entry.remaining > 0 and entry.operation in (None, operation):
+                    entry.remaining -= 1
+                    self._fail_next = [e for e in self._fail_next if e.remaining > 0]
+                    if entry.mode == "drop":
+                        raise DropConnection(operation)
+                    raise internal_error()
+            # Draw for every request, even at rate 0, so a seed gives the same sequence however the rate moves.
+            if self._rng.random() < self._failure_rate:
+                raise internal_error()
+
+    # -- introspection ---------------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """The current settings, as the admin endpoint ``GET /_emulator/faults`` shows them."""
+        with self._lock:
+            return {
+                "throttle_rps": self._throttle_default,
+                "throttle_operations": dict(self._throttle_per_operation),
+                "fail_next": [
+                    {"count": e.remaining, "operation": e.operation, "mode": e.mode} for e in self._fail_next
+                ],
+                "failure_rate": {"fraction": self._failure_rate, "seed": self._failure_seed},
+                "default_connect_outcome": str(self._default_outcome),
+                "connect_outcomes": {
+                    f"{region}/{store_id}": str(outcome) for (region, store_id), outcome in self._outcomes.items()
+                },
+            }

@@ -1,0 +1,158 @@
+"""Seeds: custom key stores with fixed ids that exist from the start (for demos and tests).
+
+A seed is a JSON file holding a list of entries, or the same list in Python. Each entry::
+
+    {"CustomKeyStoreId": "cks-0123456789abcdef0", "CustomKeyStoreName": "local-hsm",
+     "CustomKeyStoreType": "AWS_CLOUDHSM",                       # default AWS_CLOUDHSM
+     "CloudHsmClusterId": "...", "TrustAnchorCertificate": "...",   # AWS_CLOUDHSM
+     "XksProxyUriEndpoint": "https://...", "XksProxyUriPath": "/kms/xks/v1",
+     "XksProxyConnectivity": "PUBLIC_ENDPOINT",                  # EXTERNAL_KEY_STORE (+ VPC fields)
+     "XksProxyAuthenticationCredential": {"AccessKeyId": "..."},   # the secret may be omitted
+     "Region": "us-east-1",                                        # default us-east-1
+     "ConnectionState": "DISCONNECTED",                            # default; FAILED needs ConnectionErrorCode
+     "ConnectOutcome": "succeed" | "hang" | "fail:CODE"}           # optional
+
+Choices: fields are checked against the model's types, lengths and enums but not its patterns, so a demo
+can use readable placeholder ids; a password or secret in a seed is accepted and discarded; an unknown key is
+an error (a typo must not silently change a store). A seed whose id already exists (e.g. loaded from the state
+file) is skipped, but its ``ConnectOutcome`` still applies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kms_connection.states import ConnectionState
+
+from .errors import EmulatorConfigError, EmulatorStateError, KmsError
+from .faults import parse_outcome
+from .model import check_value, connection_error_codes
+from .store import CLOUDHSM, EXTERNAL, ConnectOutcome, StoreRecord, settled, store_fields
+
+DEFAULT_REGION = "us-east-1"
+
+SeedSource = str | Path | Sequence[Mapping[str, Any]]
+
+# Seed keys checked against a shape of the CreateCustomKeyStore input, by name.
+_SHAPES = {
+    "CustomKeyStoreId": "CustomKeyStoreIdType",
+    "CustomKeyStoreName": "CustomKeyStoreNameType",
+    "CustomKeyStoreType": "CustomKeyStoreType",
+    "CloudHsmClusterId": "CloudHsmClusterIdType",
+    "TrustAnchorCertificate": "TrustAnchorCertificateType",
+    "KeyStorePassword": "KeyStorePasswordType",
+    "XksProxyUriEndpoint": "XksProxyUriEndpointType",
+    "XksProxyUriPath": "XksProxyUriPathType",
+    "XksProxyVpcEndpointServiceName": "XksProxyVpcEndpointServiceNameType",
+    "XksProxyVpcEndpointServiceOwner": "AccountIdType",
+    "XksProxyConnectivity": "XksProxyConnectivityType",
+    "ConnectionState": "ConnectionStateType",
+    "ConnectionErrorCode": "ConnectionErrorCodeType",
+}
+_OTHER_KEYS = {"Region", "ConnectOutcome", "CreationDate", "XksProxyAuthenticationCredential"}
+
+
+@dataclass(frozen=True)
+class SeedEntry:
+    """One seeded store: its record (sequence assigned on insertion), initial state and connect outcome."""
+
+    record: StoreRecord
+    state: ConnectionState
+    error_code: str | None
+    outcome: ConnectOutcome | None
+
+
+def _source_name(source: SeedSource) -> str:
+    return f"seed {source}" if isinstance(source, str | Path) else "seed"
+
+
+def read_seed(source: SeedSource, created_at: float) -> list[SeedEntry]:
+    """Parse and check a seed (a JSON file path, or a list of dicts); ``EmulatorStateError`` if it is unusable."""
+    where = _source_name(source)
+    entries: object
+    if isinstance(source, str | Path):
+        try:
+            entries = json.loads(Path(source).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise EmulatorStateError(f"{where}: cannot be read: {error}") from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise EmulatorStateError(f"{where}: not valid JSON: {error}") from error
+    else:
+        entries = list(source)
+    if not isinstance(entries, list):
+        raise EmulatorStateError(f"{where}: must be a JSON list of stores")
+    parsed = [_entry(item, f"{where}: entry {index}", created_at) for index, item in enumerate(entries)]
+    ids = [entry.record.store_id for entry in parsed]
+    duplicates = sorted({store_id for store_id in ids if ids.count(store_id) > 1})
+    if duplicates:
+        raise EmulatorStateError(f"{where}: custom key store id {duplicates[0]} appears more than once")
+    return parsed
+
+
+def _entry(item: object, where: str, created_at: float) -> SeedEntry:
+    if not isinstance(item, dict):
+        raise EmulatorStateError(f"{where}: must be a JSON object")
+    unknown = sorted(set(item) - set(_SHAPES) - _OTHER_KEYS)
+    if unknown:
+        raise EmulatorStateError(f"{where}: unknown key {unknown[0]!r}")
+    for key in ("CustomKeyStoreId", "CustomKeyStoreName"):
+        if key not in item:
+            raise EmulatorStateError(f"{where}: {key} is required")
+    problems: list[str] = []
+    for key, shape_name in _SHAPES.items():
+        if key in item:
+            problems += check_value(item[key], shape_name, key, patterns=False)
+    credential = item.get("XksProxyAuthenticationCredential")
+    if credential is not None and (
+        not isinstance(credential, dict) or not isinstance(credential.get("AccessKeyId"), str)
+    ):
+        problems.append("XksProxyAuthenticationCredential must be an object with an AccessKeyId")
+    region = item.get("Region", DEFAULT_REGION)
+    if not isinstance(region, str) or not region:
+        problems.append("Region must be a non-empty string")
+    if problems:
+        raise EmulatorStateError(f"{where}: {'; '.join(problems)}")
+    store_type = item.get("CustomKeyStoreType", CLOUDHSM)
+    params = dict(item)
+    if store_type == CLOUDHSM and "KeyStorePassword" not in params:
+        # A seed needs no password: the emulator never keeps one.
+        params["KeyStorePassword"] = "unused-seed-password"
+    if store_type == EXTERNAL and credential is not None:
+        params["XksProxyAuthenticationCredential"] = {"AccessKeyId": credential["AccessKeyId"]}
+    params.pop("ConnectionState", None)
+    try:
+        fields = store_fields(store_type, params)
+    except KmsError as error:
+        raise EmulatorStateError(f"{where}: {error.message}") from None
+    state = ConnectionState(item.get("ConnectionState", ConnectionState.DISCONNECTED.value))
+    error_code = item.get("ConnectionErrorCode")
+    if state is ConnectionState.FAILED and error_code is None:
+        raise EmulatorStateError(
+            f"{where}: ConnectionState FAILED needs a ConnectionErrorCode, one of {', '.join(connection_error_codes())}"
+        )
+    if state is not ConnectionState.FAILED and error_code is not None:
+        raise EmulatorStateError(f"{where}: ConnectionErrorCode is valid only with ConnectionState FAILED")
+    outcome = None
+    if "ConnectOutcome" in item:
+        try:
+            outcome = parse_outcome(str(item["ConnectOutcome"]))
+        except EmulatorConfigError as error:
+            raise EmulatorStateError(f"{where}: ConnectOutcome: {error}") from None
+    creation = item.get("CreationDate", created_at)
+    if isinstance(creation, bool) or not isinstance(creation, int | float):
+        raise EmulatorStateError(f"{where}: CreationDate must be epoch seconds")
+    record = StoreRecord(
+        store_id=item["CustomKeyStoreId"],
+        region=region,
+        name=item["CustomKeyStoreName"],
+        store_type=store_type,
+        creation_date=float(creation),
+        seq=0,
+        phase=settled(ConnectionState.DISCONNECTED),
+        **fields,
+    )
+    return SeedEntry(record, state, error_code, outcome)

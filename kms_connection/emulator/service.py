@@ -1,0 +1,329 @@
+"""The emulated service: KMS operations over the store registry, with faults, the call log and persistence.
+
+This layer knows nothing of HTTP: it takes an operation name, its decoded parameters and the Region, and
+returns the response object or raises ``KmsError`` / ``DropConnection``. One re-entrant lock serialises every
+request and every run-time change, so concurrent clients can neither lose an update nor see half of one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kms_connection.states import ConnectionState
+
+from . import persistence
+from .calls import DROPPED, OK, Call, CallLog
+from .clock import Clock
+from .errors import EmulatorConfigError, EmulatorStateError, KmsError
+from .faults import DropConnection, FaultPlan
+from .model import connection_error_codes, validate_input
+from .seeding import DEFAULT_REGION, SeedSource, read_seed
+from .store import (
+    CLOUDHSM,
+    EXTERNAL,
+    PUBLIC_ENDPOINT,
+    Phase,
+    StoreRecord,
+    StoreRegistry,
+    connecting,
+    disconnecting,
+    settled,
+)
+
+_MUTATING = frozenset(
+    {
+        "CreateCustomKeyStore",
+        "ConnectCustomKeyStore",
+        "DisconnectCustomKeyStore",
+        "UpdateCustomKeyStore",
+        "DeleteCustomKeyStore",
+    }
+)
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def _non_negative(name: str, value: float) -> float:
+    if value < 0:
+        raise EmulatorConfigError(f"{name} cannot be negative (got {value!r})")
+    return float(value)
+
+
+class KmsService:
+    """One emulated KMS endpoint's state and behaviour (every Region of one account)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        faults: Callable[[], FaultPlan],
+        connect_seconds: float,
+        disconnect_seconds: float,
+        store_limit: int | None,
+        consistency_lag: float,
+        state_file: Path | None = None,
+        seed: SeedSource | None = None,
+        call_log_limit: int = 10_000,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self._make_faults = faults
+        self.faults = faults()
+        self._initial = (connect_seconds, disconnect_seconds, consistency_lag)
+        self._connect_seconds = _non_negative("connect_seconds", connect_seconds)
+        self._disconnect_seconds = _non_negative("disconnect_seconds", disconnect_seconds)
+        if store_limit is not None and store_limit < 0:
+            raise EmulatorConfigError(f"store_limit cannot be negative (got {store_limit!r})")
+        self.registry = StoreRegistry(store_limit, _non_negative("consistency_lag", consistency_lag))
+        self.call_log = CallLog(call_log_limit)
+        self.state_file = state_file
+        self._wall = wall
+        # Read the seed first: a broken seed must stop the emulator before it touches the state file.
+        self._seed = read_seed(seed, wall()) if seed is not None else []
+        if state_file is not None:
+            loaded = persistence.load(state_file, clock.now(), wall())
+            for record in loaded or ():
+                self.registry.insert(record)
+        self._apply_seed()
+
+    # -- settings --------------------------------------------------------------------------------------
+
+    @property
+    def connect_seconds(self) -> float:
+        """How long a connect takes, for connects started from now on."""
+        return self._connect_seconds
+
+    @connect_seconds.setter
+    def connect_seconds(self, value: float) -> None:
+        with self.lock:
+            self._connect_seconds = _non_negative("connect_seconds", value)
+
+    @property
+    def disconnect_seconds(self) -> float:
+        """How long a disconnect takes, for disconnects started from now on."""
+        return self._disconnect_seconds
+
+    @disconnect_seconds.setter
+    def disconnect_seconds(self, value: float) -> None:
+        with self.lock:
+            self._disconnect_seconds = _non_negative("disconnect_seconds", value)
+
+    @property
+    def consistency_lag(self) -> float:
+        """How far behind the true state DescribeCustomKeyStores answers, in seconds."""
+        return self.registry.consistency_lag
+
+    @consistency_lag.setter
+    def consistency_lag(self, value: float) -> None:
+        with self.lock:
+            self.registry.consistency_lag = _non_negative("consistency_lag", value)
+
+    # -- requests --------------------------------------------------------------------------------------
+
+    def handle(self, operation: str, params: dict[str, Any], region: str) -> dict[str, Any]:
+        """Answer one KMS request (``operation`` is one of ``OPERATIONS``), logging it in the call log."""
+        store_id = params.get("CustomKeyStoreId") if isinstance(params.get("CustomKeyStoreId"), str) else None
+        with self.lock:
+            now = self.clock.now()
+            try:
+                self.faults.check(operation, region, now)
+                validate_input(operation, params)
+                response = self._dispatch(operation, params, region, now)
+            except DropConnection:
+                self.record_call(operation, store_id, region, DROPPED, now)
+                raise
+            except KmsError as error:
+                self.record_call(operation, store_id, region, error.code, now)
+                raise
+            if operation == "CreateCustomKeyStore":
+                store_id = response["CustomKeyStoreId"]
+            self.record_call(operation, store_id, region, OK, now)
+            return response
+
+    def record_call(
+        self, operation: str, store_id: str | None, region: str | None, outcome: str, now: float | None = None
+    ) -> None:
+        """Add a request to the call log (also used by the HTTP layer for requests refused before dispatch)."""
+        when = self.clock.now() if now is None else now
+        self.call_log.record(Call(operation, store_id, region, when, outcome))
+
+    def _dispatch(self, operation: str, params: dict[str, Any], region: str, now: float) -> dict[str, Any]:
+        registry = self.registry
+        if operation == "DescribeCustomKeyStores":
+            return registry.describe(
+                region,
+                now,
+                store_id=params.get("CustomKeyStoreId"),
+                name=params.get("CustomKeyStoreName"),
+                limit=params.get("Limit"),
+                marker=params.get("Marker"),
+            )
+        assert operation in _MUTATING, operation
+        checkpoint = registry.checkpoint()
+        response: dict[str, Any] = {}
+        changed = True
+        store_id = params.get("CustomKeyStoreId", "")
+        if operation == "CreateCustomKeyStore":
+            record = registry.create(region, params, now, self._wall())
+            response = {"CustomKeyStoreId": record.store_id}
+        elif operation == "ConnectCustomKeyStore":
+            outcome = self.faults.connect_outcome(region, store_id)
+            changed = registry.connect(region, store_id, now, self._connect_seconds, outcome)
+        elif operation == "DisconnectCustomKeyStore":
+            registry.disconnect(region, store_id, now, self._disconnect_seconds)
+        elif operation == "UpdateCustomKeyStore":
+            registry.update(region, store_id, params, now)
+        else:
+            registry.delete(region, store_id, now)
+            self.faults.forget_store(region, store_id)
+        if changed:
+            try:
+                self._save(now)
+            except OSError as error:
+                # Answer as KMS answers a failure on its side, and keep memory and disk in step.
+                registry.restore(checkpoint)
+                raise KmsError(
+                    "KMSInternalException", f"The emulator could not save its state file: {error}", 500
+                ) from error
+        return response
+
+    # -- direct access (tests, admin) ------------------------------------------------------------------
+
+    def create_store(
+        self,
+        name: str,
+        region: str = DEFAULT_REGION,
+        store_type: str = CLOUDHSM,
+        store_id: str | None = None,
+        connection_state: str = "DISCONNECTED",
+        error_code: str | None = None,
+    ) -> str:
+        """Create a store directly (not logged, no quota, visible at once), with placeholder settings."""
+        if store_type not in (CLOUDHSM, EXTERNAL):
+            raise EmulatorConfigError(f"store_type must be {CLOUDHSM} or {EXTERNAL} (got {store_type!r})")
+        state = self._state(connection_state)
+        with self.lock:
+            now = self.clock.now()
+            new_id = store_id or self.registry.fresh_id()
+            fields: dict[str, Any]
+            if store_type == CLOUDHSM:
+                fields = {
+                    "cloudhsm_cluster_id": "cluster-" + "".join(secrets.choice(_BASE32) for _ in range(11)),
+                    "trust_anchor_certificate": "-----BEGIN CERTIFICATE-----\nEMULATOR\n-----END CERTIFICATE-----",
+                }
+            else:
+                fields = {
+                    "xks_uri_endpoint": f"https://xks-{new_id.removeprefix('cks-')}.example.com",
+                    "xks_uri_path": "/kms/xks/v1",
+                    "xks_connectivity": PUBLIC_ENDPOINT,
+                    "xks_access_key_id": "".join(secrets.choice(_BASE32.upper()) for _ in range(20)),
+                }
+            record = StoreRecord(
+                store_id=new_id,
+                region=region,
+                name=name,
+                store_type=store_type,
+                creation_date=self._wall(),
+                seq=0,
+                phase=settled(ConnectionState.DISCONNECTED),
+                **fields,
+            )
+            try:
+                self.registry.insert(record)
+            except ValueError as error:
+                raise EmulatorConfigError(str(error)) from None
+            except KmsError as error:
+                raise EmulatorConfigError(error.message) from None
+            self.registry.set_phase(region, new_id, self._initial_phase(region, new_id, state, error_code, now))
+            self._save(now)
+            return new_id
+
+    def state_of(self, store_id: str, region: str = DEFAULT_REGION) -> Phase:
+        """The true phase of a store now, ignoring the consistency lag; ``KmsError`` if there is none."""
+        with self.lock:
+            return self.registry.state_of(region, store_id, self.clock.now())
+
+    def set_key_count(self, store_id: str, count: int, region: str = DEFAULT_REGION) -> None:
+        """Test hook: pretend the store holds ``count`` KMS keys (DeleteCustomKeyStore is refused while > 0)."""
+        if count < 0:
+            raise EmulatorConfigError(f"a key count cannot be negative (got {count!r})")
+        with self.lock:
+            self.registry.set_key_count(region, store_id, count)
+            self._save(self.clock.now())
+
+    def stores(self) -> list[dict[str, Any]]:
+        """Every store of every Region with its true current state (no secrets), for the admin endpoint."""
+        with self.lock:
+            now = self.clock.now()
+            return [{"Region": record.region, **record.entry(now)} for record in self.registry.all_stores()]
+
+    def save(self) -> None:
+        """Write the state file now (if any), e.g. on shutdown, so settled transitions are saved settled."""
+        with self.lock:
+            self._save(self.clock.now())
+
+    def reset(self) -> None:
+        """Back to the state at construction: no stores but the seeds, initial faults and timing, empty log."""
+        with self.lock:
+            self.registry.clear()
+            self.faults = self._make_faults()
+            self._connect_seconds, self._disconnect_seconds, self.registry.consistency_lag = self._initial
+            self.call_log.clear()
+            self._apply_seed(force_save=True)
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _state(value: str) -> ConnectionState:
+        try:
+            return ConnectionState(value)
+        except ValueError:
+            raise EmulatorConfigError(
+                f"unknown connection state {value!r}: one of {', '.join(s.value for s in ConnectionState)}"
+            ) from None
+
+    def _initial_phase(
+        self, region: str, store_id: str, state: ConnectionState, error_code: str | None, now: float
+    ) -> Phase:
+        if state is ConnectionState.FAILED:
+            if error_code not in connection_error_codes():
+                raise EmulatorConfigError(
+                    f"a FAILED store needs an error_code, one of {', '.join(connection_error_codes())}"
+                )
+            return settled(state, error_code)
+        if error_code is not None:
+            raise EmulatorConfigError("error_code is valid only with connection_state FAILED")
+        if state is ConnectionState.CONNECTING:
+            return connecting(now, self._connect_seconds, self.faults.connect_outcome(region, store_id))
+        if state is ConnectionState.DISCONNECTING:
+            return disconnecting(now, self._disconnect_seconds)
+        return settled(state)
+
+    def _apply_seed(self, force_save: bool = False) -> None:
+        with self.lock:
+            now = self.clock.now()
+            added = False
+            for entry in self._seed:
+                record = entry.record
+                if entry.outcome is not None:
+                    self.faults.set_connect_outcome(record.region, record.store_id, entry.outcome)
+                if any(self.registry.find(region, record.store_id) for region in self.registry.regions()):
+                    continue
+                try:
+                    self.registry.insert(record)
+                except KmsError as error:
+                    raise EmulatorStateError(f"seed store {record.store_id}: {error.message}") from None
+                phase = self._initial_phase(record.region, record.store_id, entry.state, entry.error_code, now)
+                self.registry.set_phase(record.region, record.store_id, phase)
+                added = True
+            if added or force_save:
+                self._save(now)
+
+    def _save(self, now: float) -> None:
+        if self.state_file is not None:
+            persistence.save(self.state_file, self.registry.all_stores(), now, self._wall())
