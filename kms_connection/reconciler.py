@@ -34,6 +34,10 @@ PROGRESS_EVERY_SECONDS = 30.0
 # consistency); a store gets this many more looks before we believe either.
 CONSISTENCY_RETRIES = 3
 _CHANGED_BY_OTHERS = (Failure.DISCONNECTED_BY_OTHERS, Failure.CONNECTED_BY_OTHERS)
+# A store created a moment ago (by aws.kms.CustomKeyStore in the same `pulumi up`) can be invisible to Describe
+# until KMS's replicas catch up: a store never seen yet is looked for this long (within the timeout) before a
+# NotFound is believed.
+NOT_FOUND_GRACE_SECONDS = 10.0
 
 
 class Gateway(Protocol):
@@ -75,6 +79,7 @@ class _Store:
     described: KeyStore | None = None
     seen: bool = False
     consistency_retries: int = 0
+    not_found_logged: bool = False
     finished: bool = False
     error: KeyStoreError | None = None
 
@@ -162,6 +167,12 @@ class Reconciler:
         if described is None and store.seen and retry:
             # We saw it a moment ago: a spurious NotFound is likelier than a deletion. Look again.
             store.consistency_retries += 1
+            return
+        grace = min(store.started + NOT_FOUND_GRACE_SECONDS, store.deadline)
+        if described is None and not store.seen and not store.goal.missing_ok and now < grace:
+            if not store.not_found_logged:
+                self.log(f"{store.store_id}: not found yet; a new store can take a few seconds to show, looking again")
+                store.not_found_logged = True
             return
         store.seen = store.seen or described is not None
         store.described = described

@@ -226,11 +226,29 @@ def test_create_times_out_naming_the_last_state_and_the_wait(
     assert "connect_timeout_seconds" in str(raised.value)
 
 
+def test_create_of_a_store_created_a_moment_ago_waits_until_kms_shows_it(
+    provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator
+) -> None:
+    kms_emulator.set_consistency_lag(1.0)
+    store_id = kms_emulator.client().create_custom_key_store(
+        CustomKeyStoreName="brand-new",
+        CustomKeyStoreType="EXTERNAL_KEY_STORE",
+        XksProxyUriEndpoint="https://xks.example.com",
+        XksProxyUriPath="/kms/xks/v1",
+        XksProxyConnectivity="PUBLIC_ENDPOINT",
+        XksProxyAuthenticationCredential={"AccessKeyId": "A" * 20, "RawSecretAccessKey": "s" * 43},
+    )["CustomKeyStoreId"]
+    result = provider.create(inputs(store_id))
+    assert result.outs is not None and result.outs["connection_state"] == "CONNECTED"
+    assert mutating(kms_emulator) == ["ConnectCustomKeyStore"]
+
+
 def test_create_of_a_missing_store_fails_without_a_mutating_call(
     provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator
 ) -> None:
+    # A one-second timeout cuts short the grace period a store that was just created gets to show up.
     with pytest.raises(KeyStoreNotFoundError, match="cks-00000000000000bad in us-east-1: not found"):
-        provider.create(inputs("cks-00000000000000bad"))
+        provider.create(inputs("cks-00000000000000bad", connect_timeout_seconds=1))
     assert mutating(kms_emulator) == []
 
 

@@ -20,7 +20,8 @@ from kms_connection.errors import (
 )
 from kms_connection.gateway import KeyStore
 from kms_connection.plan import Observation, plan
-from kms_connection.reconciler import CONSISTENCY_RETRIES, PROGRESS_EVERY_SECONDS, Reconciler
+from kms_connection.reconciler import CONSISTENCY_RETRIES, NOT_FOUND_GRACE_SECONDS, PROGRESS_EVERY_SECONDS, Reconciler
+from kms_connection.schedule import PollSchedule
 from kms_connection.states import CONNECTION_ERROR_REMEDIES, ConnectionState, DesiredState
 from tests.fakes import (
     CONNECTED,
@@ -211,13 +212,35 @@ def test_not_found_beyond_the_retry_limit_is_believed() -> None:
         w.converge(UP)
 
 
-def test_a_store_never_seen_is_not_found_at_once() -> None:
-    w = world(None, CONNECTED)
+def test_a_new_store_not_visible_yet_is_looked_for_until_it_shows() -> None:
+    w = world(None, None, DISCONNECTED)
+    assert state_of(w.converge(UP)) is CONNECTED
+    assert w.gateway.mutations == ["connect"]
+    assert len(w.log.containing("not found yet")) == 1
+
+
+def test_a_store_never_seen_is_believed_missing_after_the_grace_period() -> None:
+    w = world(None)
     with pytest.raises(KeyStoreNotFoundError) as raised:
         w.converge(UP)
-    assert w.gateway.names == ["describe"]
+    assert w.clock.now >= NOT_FOUND_GRACE_SECONDS
+    assert w.clock.now < NOT_FOUND_GRACE_SECONDS + PollSchedule().floor + 1
+    assert w.gateway.mutations == []
     assert STORE_ID in str(raised.value)
     assert REGION in str(raised.value)
+
+
+def test_the_grace_period_for_a_missing_store_ends_at_the_timeout() -> None:
+    w = world(None)
+    with pytest.raises(KeyStoreNotFoundError):
+        w.converge(UP, timeout=2)
+    assert w.clock.now == pytest.approx(2)
+
+
+def test_a_missing_store_is_done_at_once_when_missing_is_fine() -> None:
+    w = world(None)
+    assert w.converge(DOWN, missing_ok=True) is None
+    assert w.gateway.names == ["describe"]
 
 
 def test_invalid_state_from_connect_leads_to_a_reread_not_an_error() -> None:
