@@ -30,7 +30,7 @@ from . import inputs as names
 from .gateway import KeyStore, KmsGateway, make_client
 from .inputs import INPUT_NAMES, SET_INPUT_NAMES, check_inputs, check_set_inputs
 from .plan import Observation, describe_plan, plan
-from .reconciler import Goal, Reconciler
+from .reconciler import NOT_FOUND_GRACE_SECONDS, Goal, Reconciler
 from .settings import REGION_HELP, AwsSettings
 from .states import DesiredState, OnDelete
 
@@ -46,6 +46,43 @@ SET_OUTPUT_NAMES = ("connection_states", "connection_error_codes")
 # Inputs whose change points the resource at another store, so it is replaced rather than updated.
 REPLACE_ON_CHANGE = (names.CUSTOM_KEY_STORE_ID, names.REGION)
 UPDATE_IN_PLACE = (names.DESIRED_STATE, names.ON_DELETE, names.CONNECT_TIMEOUT, names.DISCONNECT_TIMEOUT)
+
+
+class Claims:
+    """Which resources of this deployment want which stores CONNECTED.
+
+    The engine creates a resource's replacement before it deletes the old one, and creates renamed resources
+    (or a set a store moved into) before it deletes the ones they replace. A delete that disconnected a store
+    another resource had just connected would leave the state saying CONNECTED over a disconnected store, with
+    every key in it unusable. The engine runs one provider process per deployment, so a process-wide record of
+    who converged what is exactly the deployment's knowledge; resources are told apart by their ids.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders: dict[tuple[str, str], set[str]] = {}
+
+    def record(self, region: str, store_id: str, resource_id: str, connected: bool) -> None:
+        """Record whether ``resource_id`` wants the store CONNECTED."""
+        with self._lock:
+            holders = self._holders.setdefault((region, store_id), set())
+            if connected:
+                holders.add(resource_id)
+            else:
+                holders.discard(resource_id)
+
+    def clear(self) -> None:
+        """Forget every claim (a new deployment, in tests that run several in one process)."""
+        with self._lock:
+            self._holders.clear()
+
+    def others(self, region: str, store_id: str, resource_id: str) -> set[str]:
+        """The other resources that want the store CONNECTED."""
+        with self._lock:
+            return self._holders.get((region, store_id), set()) - {resource_id}
+
+
+CLAIMS = Claims()
 
 
 def log(line: str) -> None:
@@ -119,27 +156,41 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         store_id = str(props[names.CUSTOM_KEY_STORE_ID])
-        return CreateResult(store_id, self._converge(props))
+        # Unique per resource, so that two resources of one store (a rename, a replacement) can be told apart.
+        resource_id = f"{store_id}/{uuid.uuid4().hex[:8]}"
+        try:
+            return CreateResult(resource_id, self._converge(resource_id, props, created=True))
+        except Exception:
+            # A failed create records no resource, so it holds no claim either.
+            CLAIMS.record(str(props[names.REGION]), store_id, resource_id, False)
+            raise
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._converge(news))
+    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._converge(id_, news, created=False))
 
-    def _converge(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def _converge(self, resource_id: str, props: Mapping[str, Any], *, created: bool) -> dict[str, Any]:
         desired = DesiredState(props[names.DESIRED_STATE])
+        store_id, region = str(props[names.CUSTOM_KEY_STORE_ID]), str(props[names.REGION])
+        CLAIMS.record(region, store_id, resource_id, desired is DesiredState.CONNECTED)
         timeout_input = names.CONNECT_TIMEOUT if desired is DesiredState.CONNECTED else names.DISCONNECT_TIMEOUT
-        store = self.reconciler(str(props[names.REGION])).converge(
-            str(props[names.CUSTOM_KEY_STORE_ID]),
+        store = self.reconciler(region).converge(
+            store_id,
             desired,
             float(props[timeout_input]),
             timeout_input=timeout_input,
+            not_found_grace=NOT_FOUND_GRACE_SECONDS if created else 0.0,
         )
         assert store is not None  # converge() raises for a missing store unless missing_ok
         return outputs(props, store)
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
         store_id, region = str(props[names.CUSTOM_KEY_STORE_ID]), str(props[names.REGION])
+        CLAIMS.record(region, store_id, id_, False)
         if props.get(names.ON_DELETE) == OnDelete.RETAIN.value:
             log(f"{store_id}: on_delete is 'retain': leaving the store as it is")
+            return
+        if CLAIMS.others(region, store_id, id_):
+            log(f"{store_id}: another resource of this stack connected it: leaving it connected")
             return
         store = self.reconciler(region).converge(
             store_id,
@@ -152,7 +203,7 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
             log(f"warning: {store_id}: not found in {region}; nothing to disconnect")
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        store_id = str(props.get(names.CUSTOM_KEY_STORE_ID) or id_)
+        store_id = str(props.get(names.CUSTOM_KEY_STORE_ID) or id_.split("/")[0])
         region = props.get(names.REGION) or self.settings.region
         if not region:
             raise ValueError(f"custom key store {store_id}: no AWS Region to read it from: {REGION_HELP}.")
@@ -227,7 +278,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         inputs_changed = any(
             news.get(key) != olds.get(key) for key in (names.CUSTOM_KEY_STORE_IDS, *UPDATE_IN_PLACE)
         )
-        goals = self._goals(olds, news)
+        goals = self._goals(olds, news, grace=0.0)
         # One read for the whole set, however many stores it holds.
         stores = self.gateway(str(region)).describe_many(goals)
         work = [
@@ -238,19 +289,30 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         return DiffResult(changes=inputs_changed or any(work), replaces=[])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(f"ckss-{uuid.uuid4().hex[:17]}", self._converge({}, props))
+        resource_id = f"ckss-{uuid.uuid4().hex[:17]}"
+        try:
+            return CreateResult(resource_id, self._converge(resource_id, {}, props))
+        except Exception:
+            # A failed create records no resource, so it holds no claim either.
+            for store_id in props[names.CUSTOM_KEY_STORE_IDS]:
+                CLAIMS.record(str(props[names.REGION]), store_id, resource_id, False)
+            raise
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._converge(olds, news))
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._converge(id_, olds, news))
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        region = str(props[names.REGION])
         store_ids = list(props.get(names.CUSTOM_KEY_STORE_IDS) or [])
+        for store_id in store_ids:
+            CLAIMS.record(region, store_id, id_, False)
         if props.get(names.ON_DELETE) == OnDelete.RETAIN.value:
             log(f"{', '.join(store_ids)}: on_delete is 'retain': leaving the stores as they are")
             return
         timeout = float(props.get(names.DISCONNECT_TIMEOUT) or names.DEFAULTS[names.DISCONNECT_TIMEOUT])
         goal = Goal(DesiredState.DISCONNECTED, timeout, names.DISCONNECT_TIMEOUT, missing_ok=True)
-        stores = self.reconciler(str(props[names.REGION])).converge_many(dict.fromkeys(store_ids, goal))
+        goals = {store_id: goal for store_id in store_ids if not _claimed_elsewhere(region, store_id, id_)}
+        stores = self.reconciler(region).converge_many(goals)
         for store_id, store in stores.items():
             if store is None:
                 log(f"warning: {store_id}: not found in {props[names.REGION]}; nothing to disconnect")
@@ -270,25 +332,46 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         given.setdefault(names.REGION, region)
         return ReadResult(id_, set_outputs(given, stores), given)
 
-    def _goals(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> dict[str, Goal]:
-        """Each member's goal, and for stores leaving the set what ``on_delete`` asks of them."""
+    def _goals(
+        self, olds: Mapping[str, Any], news: Mapping[str, Any], *, grace: float, resource_id: str = ""
+    ) -> dict[str, Goal]:
+        """Each member's goal (a new member may get ``grace`` to show up), and for stores leaving the set what
+        ``on_delete`` asks of them, unless another resource of the deployment connected them."""
         desired = DesiredState(news[names.DESIRED_STATE])
         timeout_input = names.CONNECT_TIMEOUT if desired is DesiredState.CONNECTED else names.DISCONNECT_TIMEOUT
-        goal = Goal(desired, float(news[timeout_input]), timeout_input)
-        goals = dict.fromkeys(news[names.CUSTOM_KEY_STORE_IDS], goal)
+        old_members = list(olds.get(names.CUSTOM_KEY_STORE_IDS) or [])
+        timeout = float(news[timeout_input])
+        goals = {
+            store_id: Goal(desired, timeout, timeout_input, not_found_grace=0.0 if store_id in old_members else grace)
+            for store_id in news[names.CUSTOM_KEY_STORE_IDS]
+        }
         if news.get(names.ON_DELETE) == OnDelete.DISCONNECT.value:
             leaving = Goal(
                 DesiredState.DISCONNECTED, float(news[names.DISCONNECT_TIMEOUT]), names.DISCONNECT_TIMEOUT, True
             )
-            for store_id in olds.get(names.CUSTOM_KEY_STORE_IDS) or []:
-                goals.setdefault(store_id, leaving)
+            for store_id in old_members:
+                if store_id not in goals and not _claimed_elsewhere(str(news[names.REGION]), store_id, resource_id):
+                    goals[store_id] = leaving
         return goals
 
-    def _converge(self, olds: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
-        goals = self._goals(olds, props)
-        stores = self.reconciler(str(props[names.REGION])).converge_many(goals)
+    def _converge(self, resource_id: str, olds: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+        region = str(props[names.REGION])
+        connected = props[names.DESIRED_STATE] == DesiredState.CONNECTED.value
+        for store_id in olds.get(names.CUSTOM_KEY_STORE_IDS) or []:
+            CLAIMS.record(region, store_id, resource_id, False)
+        for store_id in props[names.CUSTOM_KEY_STORE_IDS]:
+            CLAIMS.record(region, store_id, resource_id, connected)
+        goals = self._goals(olds, props, grace=NOT_FOUND_GRACE_SECONDS, resource_id=resource_id)
+        stores = self.reconciler(region).converge_many(goals)
         members = {store_id: stores[store_id] for store_id in props[names.CUSTOM_KEY_STORE_IDS]}
         return set_outputs(props, members)
+
+
+def _claimed_elsewhere(region: str, store_id: str, resource_id: str) -> bool:
+    if CLAIMS.others(region, store_id, resource_id):
+        log(f"{store_id}: another resource of this stack connected it: leaving it connected")
+        return True
+    return False
 
 
 def set_outputs(inputs: Mapping[str, Any], stores: Mapping[str, KeyStore | None]) -> dict[str, Any]:

@@ -35,8 +35,8 @@ PROGRESS_EVERY_SECONDS = 30.0
 CONSISTENCY_RETRIES = 3
 _CHANGED_BY_OTHERS = (Failure.DISCONNECTED_BY_OTHERS, Failure.CONNECTED_BY_OTHERS)
 # A store created a moment ago (by aws.kms.CustomKeyStore in the same `pulumi up`) can be invisible to Describe
-# until KMS's replicas catch up: a store never seen yet is looked for this long (within the timeout) before a
-# NotFound is believed.
+# until KMS's replicas catch up: a create looks this long (within the timeout) for a store it has not seen yet
+# before it believes a NotFound.
 NOT_FOUND_GRACE_SECONDS = 10.0
 
 
@@ -65,6 +65,9 @@ class Goal:
     timeout_input: str = "the timeout"
     missing_ok: bool = False
     """Whether a store that does not exist (or disappears) counts as done: what a delete wants."""
+    not_found_grace: float = 0.0
+    """How long a store not seen yet may be missing before that is believed: ``NOT_FOUND_GRACE_SECONDS`` for a
+    store that may have just been created, 0 for one that existed before."""
 
 
 @dataclass
@@ -107,13 +110,14 @@ class Reconciler:
         *,
         timeout_input: str = "the timeout",
         missing_ok: bool = False,
+        not_found_grace: float = 0.0,
     ) -> KeyStore | None:
         """Drive one store to ``desired`` and return it as last described.
 
         With ``missing_ok`` a store that does not exist (or disappears while we wait) is success and returns None:
         that is what deleting a connection to a deleted store wants.
         """
-        results = self.converge_many({store_id: Goal(desired, timeout, timeout_input, missing_ok)})
+        results = self.converge_many({store_id: Goal(desired, timeout, timeout_input, missing_ok, not_found_grace)})
         return results[store_id]
 
     def converge_many(self, goals: Mapping[str, Goal]) -> dict[str, KeyStore | None]:
@@ -168,7 +172,7 @@ class Reconciler:
             # We saw it a moment ago: a spurious NotFound is likelier than a deletion. Look again.
             store.consistency_retries += 1
             return
-        grace = min(store.started + NOT_FOUND_GRACE_SECONDS, store.deadline)
+        grace = min(store.started + store.goal.not_found_grace, store.deadline)
         if described is None and not store.seen and not store.goal.missing_ok and now < grace:
             if not store.not_found_logged:
                 self.log(f"{store.store_id}: not found yet; a new store can take a few seconds to show, looking again")

@@ -15,11 +15,17 @@ from pulumi.output import UNKNOWN
 
 from kms_connection.emulator import Emulator
 from kms_connection.errors import ConnectFailedError, ConvergeTimeoutError, KeyStoreNotFoundError
-from kms_connection.provider import CustomKeyStoreConnectionProvider
+from kms_connection.provider import CLAIMS, CustomKeyStoreConnectionProvider
 
 MUTATING = {"ConnectCustomKeyStore", "DisconnectCustomKeyStore"}
 REGION = "us-east-1"
 
+
+
+@pytest.fixture(autouse=True)
+def _one_deployment_per_test() -> None:
+    # The engine runs one provider process per deployment; these tests run many deployments in one process.
+    CLAIMS.clear()
 
 @pytest.fixture
 def provider(kms_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> CustomKeyStoreConnectionProvider:
@@ -167,7 +173,7 @@ def test_create_connects_and_returns_full_outputs(
 ) -> None:
     store_id = store(kms_emulator, "DISCONNECTED", name="primary")
     result = provider.create(inputs(store_id))
-    assert result.id == store_id
+    assert result.id.startswith(f"{store_id}/")
     assert result.outs is not None
     assert result.outs["connection_state"] == "CONNECTED"
     assert result.outs["custom_key_store_name"] == "primary"
@@ -349,3 +355,34 @@ def _wait_for(emu: Emulator, store_id: str, state: str) -> None:
         assert time.monotonic() < deadline, f"{store_id} never reached {state}"
         time.sleep(0.02)
 
+
+
+def test_delete_leaves_the_store_connected_when_another_resource_of_the_deployment_connected_it(
+    provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_id = store(kms_emulator, "DISCONNECTED")
+    old = provider.create(inputs(store_id))
+    new = provider.create(inputs(store_id))  # the same store under a new name: created before the old is deleted
+    assert old.outs is not None
+    provider.delete(old.id, old.outs)
+    assert kms_emulator.state_of(store_id) == "CONNECTED"
+    assert f"{store_id}: another resource of this stack connected it: leaving it connected" in capsys.readouterr().err
+    assert new.outs is not None
+    provider.delete(new.id, new.outs)
+    assert kms_emulator.state_of(store_id) == "DISCONNECTED"
+
+
+def test_a_failed_create_leaves_no_claim_on_its_store(
+    provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator
+) -> None:
+    store_id = store(kms_emulator, "DISCONNECTED")
+    kms_emulator.set_connect_outcome(store_id, "hang")
+    with pytest.raises(ConvergeTimeoutError):
+        provider.create(inputs(store_id, connect_timeout_seconds=1))
+    kms_emulator.set_connect_outcome(store_id, "succeed")
+    kms_emulator.client().disconnect_custom_key_store(CustomKeyStoreId=store_id)
+    _wait_for(kms_emulator, store_id, "DISCONNECTED")
+    kept = provider.create(inputs(store_id))
+    assert kept.outs is not None
+    provider.delete(kept.id, kept.outs)
+    assert kms_emulator.state_of(store_id) == "DISCONNECTED"

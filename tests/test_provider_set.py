@@ -11,11 +11,17 @@ from pulumi.output import UNKNOWN
 
 from kms_connection.emulator import Emulator
 from kms_connection.errors import KeyStoreSetError
-from kms_connection.provider import CustomKeyStoreConnectionSetProvider
+from kms_connection.provider import CLAIMS, CustomKeyStoreConnectionSetProvider
 
 REGION = "us-east-1"
 MUTATING = {"ConnectCustomKeyStore", "DisconnectCustomKeyStore"}
 
+
+
+@pytest.fixture(autouse=True)
+def _one_deployment_per_test() -> None:
+    # The engine runs one provider process per deployment; these tests run many deployments in one process.
+    CLAIMS.clear()
 
 @pytest.fixture
 def provider(kms_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> CustomKeyStoreConnectionSetProvider:

@@ -57,10 +57,15 @@ class World:
         )
 
     def converge(
-        self, desired: DesiredState = UP, timeout: float = 1800, *, missing_ok: bool = False
+        self, desired: DesiredState = UP, timeout: float = 1800, *, missing_ok: bool = False, grace: float = 0.0
     ) -> KeyStore | None:
         return self.reconciler.converge(
-            STORE_ID, desired, timeout, timeout_input="connect_timeout_seconds", missing_ok=missing_ok
+            STORE_ID,
+            desired,
+            timeout,
+            timeout_input="connect_timeout_seconds",
+            missing_ok=missing_ok,
+            not_found_grace=grace,
         )
 
 
@@ -212,9 +217,16 @@ def test_not_found_beyond_the_retry_limit_is_believed() -> None:
         w.converge(UP)
 
 
+def test_a_store_never_seen_is_not_found_at_once_without_a_grace_period() -> None:
+    w = world(None, CONNECTED)
+    with pytest.raises(KeyStoreNotFoundError):
+        w.converge(UP)
+    assert w.gateway.names == ["describe"]
+
+
 def test_a_new_store_not_visible_yet_is_looked_for_until_it_shows() -> None:
     w = world(None, None, DISCONNECTED)
-    assert state_of(w.converge(UP)) is CONNECTED
+    assert state_of(w.converge(UP, grace=NOT_FOUND_GRACE_SECONDS)) is CONNECTED
     assert w.gateway.mutations == ["connect"]
     assert len(w.log.containing("not found yet")) == 1
 
@@ -222,7 +234,7 @@ def test_a_new_store_not_visible_yet_is_looked_for_until_it_shows() -> None:
 def test_a_store_never_seen_is_believed_missing_after_the_grace_period() -> None:
     w = world(None)
     with pytest.raises(KeyStoreNotFoundError) as raised:
-        w.converge(UP)
+        w.converge(UP, grace=NOT_FOUND_GRACE_SECONDS)
     assert w.clock.now >= NOT_FOUND_GRACE_SECONDS
     assert w.clock.now < NOT_FOUND_GRACE_SECONDS + PollSchedule().floor + 1
     assert w.gateway.mutations == []
@@ -233,7 +245,7 @@ def test_a_store_never_seen_is_believed_missing_after_the_grace_period() -> None
 def test_the_grace_period_for_a_missing_store_ends_at_the_timeout() -> None:
     w = world(None)
     with pytest.raises(KeyStoreNotFoundError):
-        w.converge(UP, timeout=2)
+        w.converge(UP, timeout=2, grace=NOT_FOUND_GRACE_SECONDS)
     assert w.clock.now == pytest.approx(2)
 
 
