@@ -11,8 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .errors import KeyStoreNotFoundError, KmsApiError, KmsUnreachableError
@@ -26,16 +24,6 @@ else:
     KMSClient = Any
 
 USER_AGENT = "kms-connection/0.1.0"
-
-# Ten attempts with botocore's capped exponential backoff ride out about half a minute of throttling at
-# KMS's 5 requests per second per account, and of transient 5xx errors.
-RETRY_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 10},
-    connect_timeout=10,
-    read_timeout=30,
-    user_agent_extra=USER_AGENT,
-)
-
 
 @dataclass(frozen=True)
 class KeyStore:
@@ -71,8 +59,21 @@ class KeyStore:
 def make_client(settings: AwsSettings, region: str) -> KMSClient:
     """A KMS client for ``region``: boto3 resolves credentials and, unless the stack names one, the endpoint
     (``AWS_ENDPOINT_URL_KMS``, ``AWS_ENDPOINT_URL`` or the profile's ``endpoint_url``)."""
+    # Imported here, on the first KMS call: boto3 and botocore's config take about a third of a second to import,
+    # which every provider start would otherwise pay before its first `check`.
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        # Ten attempts with botocore's capped exponential backoff ride out about half a minute of throttling at
+        # KMS's 5 requests per second per account, and of transient 5xx errors.
+        retries={"mode": "standard", "max_attempts": 10},
+        connect_timeout=10,
+        read_timeout=30,
+        user_agent_extra=USER_AGENT,
+    )
     session = boto3.session.Session(profile_name=settings.profile)
-    return session.client("kms", region_name=region, endpoint_url=settings.kms_endpoint, config=RETRY_CONFIG)
+    return session.client("kms", region_name=region, endpoint_url=settings.kms_endpoint, config=config)
 
 
 class KmsGateway:
