@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import math
 import re
 import threading
 import time
@@ -780,7 +779,7 @@ def test_up_killed_while_connecting_then_settled_resumes_with_one_read(
 
 @pytest.mark.timeout(60)
 def test_eight_resources_through_one_server_wait_in_turns_of_four_workers(
-    kms_emulator: Emulator, servers: ServerFactory, registrations: RegistrationCache, capsys: pytest.CaptureFixture[str]
+    kms_emulator: Emulator, servers: ServerFactory, registrations: RegistrationCache
 ) -> None:
     emu = kms_emulator
     for index, store_id in enumerate(SCALE_IDS):
@@ -794,10 +793,8 @@ def test_eight_resources_through_one_server_wait_in_turns_of_four_workers(
     emu.connect_seconds = transition
     workers = 4  # the SDK server's thread pool
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(regs)) as pool:  # the engine steps independent resources at once
         results = list(pool.map(stack.up, regs))
-    wall = time.monotonic() - started
 
     assert all(r.new is not None and r.new.outputs["connection_state"] == "CONNECTED" for r in results)
     assert {store_id: emu.state_of(store_id) for store_id in SCALE_IDS} == dict.fromkeys(SCALE_IDS, "CONNECTED")
@@ -805,15 +802,7 @@ def test_eight_resources_through_one_server_wait_in_turns_of_four_workers(
     # Each Create holds a worker until its store is CONNECTED, so the fifth Connect waits for a first store.
     connect_times = sorted(call.time for call in emu.calls if call.operation == CONNECT)
     assert connect_times[workers] - connect_times[0] >= transition * 0.95
-    waves = math.ceil(len(regs) / workers)
-    ratio = wall / transition
-    describes = sum(1 for call in emu.calls if call.operation == DESCRIBE)
-    with capsys.disabled():  # the figure is the point of this test: show it in every run
-        print(
-            f"\n{len(regs)} resources, {workers} workers, T={transition:.1f}s: wall {wall:.2f}s = {ratio:.2f} T "
-            f"(ceil({len(regs)}/{workers}) = {waves} waves of T + poll lag; {describes} DescribeCustomKeyStores calls)"
-        )
-    assert 1.5 * transition <= wall <= 4.0 * transition, f"wall {wall:.2f}s = {ratio:.2f} T"
+    # The wall time this costs (about ceil(N/4) x T) is measured side by side with a set in `python -m bench`.
 
 
 # --------------------------------------------------------------------------------------------------
