@@ -20,6 +20,7 @@ from typing import Any
 from kms_connection.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, Call, Emulator
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
 from tests.engine import ProviderServer, Registration, Stack, dynamic_inputs
+from tests.lifecycle_fixtures import AMBIENT_AWS_VARIABLES
 
 PER_STORE_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnection"
 SET_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnectionSet"
@@ -31,17 +32,6 @@ MUTATING = frozenset({CONNECT, DISCONNECT, "CreateCustomKeyStore", "UpdateCustom
 THROTTLED = "ThrottlingException"
 # Long enough for 40 stores in turns of four behind a throttled endpoint; a hung provider still ends the run.
 RPC_TIMEOUT = 600.0
-# Variables that would send boto3 to a profile or a real endpoint instead of the emulator.
-_AWS_VARIABLES = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_KMS",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-)
 
 
 class PerfClock:
@@ -54,7 +44,7 @@ class PerfClock:
 def isolate_environment() -> None:
     """Dummy credentials and no profile or endpoint from the developer's machine, for this process and the
     provider servers it starts (they inherit it). Only the benchmark's own process is changed."""
-    for name in _AWS_VARIABLES:
+    for name in AMBIENT_AWS_VARIABLES:
         os.environ.pop(name, None)
     os.environ.update(
         AWS_ACCESS_KEY_ID=DUMMY_ACCESS_KEY_ID,

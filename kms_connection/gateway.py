@@ -7,11 +7,18 @@ left when its attempts are spent becomes an error that names the store, the KMS 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 
 from .errors import KeyStoreNotFoundError, KmsApiError, KmsUnreachableError
 from .plan import Observation
@@ -82,18 +89,28 @@ def make_client(settings: AwsSettings, region: str) -> KMSClient:
 class KmsGateway:
     """The three KMS calls for the stores of one Region, with errors translated for users."""
 
-    def __init__(self, client: KMSClient, region: str) -> None:
-        self._client = client
+    def __init__(self, region: str, make_client: Callable[[], KMSClient]) -> None:
         self.region = region
+        self._make_client = make_client
+        self._client: KMSClient | None = None
+        self._lock = threading.Lock()
+
+    def _kms(self) -> KMSClient:
+        # Made on first use, inside the calls' error translation: boto3 reads the profile and credentials when it
+        # makes a client, and a bad profile or half-set credentials must reach the user as a clear error.
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
 
     @property
     def endpoint(self) -> str:
-        return str(self._client.meta.endpoint_url)
+        return str(self._client.meta.endpoint_url) if self._client else "configured for KMS"
 
     def describe(self, store_id: str) -> KeyStore | None:
         """The store, or None when KMS does not know it."""
         try:
-            response = self._client.describe_custom_key_stores(CustomKeyStoreId=store_id)
+            response = self._kms().describe_custom_key_stores(CustomKeyStoreId=store_id)
         except ClientError as error:
             if _code(error) == "CustomKeyStoreNotFoundException":
                 return None
@@ -113,7 +130,7 @@ class KmsGateway:
         found: dict[str, KeyStore] = {}
         label = ", ".join(wanted)
         try:
-            for page in self._client.get_paginator("describe_custom_key_stores").paginate(
+            for page in self._kms().get_paginator("describe_custom_key_stores").paginate(
                 PaginationConfig={"PageSize": 1000}
             ):
                 for entry in page.get("CustomKeyStores", []):
@@ -134,11 +151,12 @@ class KmsGateway:
         self._mutate("DisconnectCustomKeyStore", store_id)
 
     def _mutate(self, operation: str, store_id: str) -> None:
-        call = self._client.connect_custom_key_store if operation.startswith("Connect") else (
-            self._client.disconnect_custom_key_store
-        )
         try:
-            call(CustomKeyStoreId=store_id)
+            client = self._kms()
+            if operation == "ConnectCustomKeyStore":
+                client.connect_custom_key_store(CustomKeyStoreId=store_id)
+            else:
+                client.disconnect_custom_key_store(CustomKeyStoreId=store_id)
         except ClientError as error:
             if _code(error) == "CustomKeyStoreNotFoundException":
                 raise KeyStoreNotFoundError(store_id, self.region) from None
@@ -160,6 +178,15 @@ class KmsGateway:
                 operation,
                 "no AWS credentials were found",
                 "set `aws:profile` in the stack config or AWS_PROFILE, or credentials in the environment",
+            )
+        if isinstance(error, PartialCredentialsError | ProfileNotFound):
+            return KmsUnreachableError(
+                store_id,
+                self.region,
+                operation,
+                str(error),
+                "complete the AWS credentials (key id and secret key together), or name an existing profile in "
+                "`aws:profile` or AWS_PROFILE",
             )
         return KmsUnreachableError(
             store_id,

@@ -42,7 +42,9 @@ _INTERNAL = frozenset({"__provider"})
 
 _STORE_ID = re.compile(r"^cks-[0-9a-f]{1,60}$")
 _KEY_ID = re.compile(r"^(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.I)
-_DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhSMH])\s*$")
+_DURATION = re.compile(r"^\s*([0-9]{1,6})\s*([smhSMH])\s*$")
+# ASCII digits only: str.isdigit() and \d also accept digits int() cannot read, such as "²".
+_WHOLE = re.compile(r"^\s*[0-9]{1,9}\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 _STORE_ID_FORM = "the key store's id, 'cks-' followed by hex digits, e.g. cks-1234567890abcdef0"
 
@@ -191,8 +193,8 @@ def _timeout(key: str, value: Any) -> tuple[Any, str | None]:
         if 1 <= seconds <= MAX_TIMEOUT_SECONDS:
             return value, f"{expected}; got {_show(value)}: write {seconds}."
         return value, f"{expected}; got {_show(value)}, which is {seconds} seconds."
-    if isinstance(value, str) and value.strip().isdigit() and 1 <= int(value.strip()) <= MAX_TIMEOUT_SECONDS:
-        return value, f"{expected}; got {_show(value)}: write the number {int(value.strip())}, not a string."
+    if isinstance(value, str) and _WHOLE.match(value) and 1 <= int(value) <= MAX_TIMEOUT_SECONDS:
+        return value, f"{expected}; got {_show(value)}: write the number {int(value)}, not a string."
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value, f"{expected}; got {_show(value)}."
     if isinstance(value, float) and not value.is_integer():

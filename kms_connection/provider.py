@@ -7,6 +7,7 @@ this class and nothing else; boto3 clients are made lazily in the provider proce
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import uuid
@@ -125,7 +126,7 @@ class _KmsProvider(ResourceProvider):
         with self._lock:
             gateway = self._gateways.get(region)
             if gateway is None:
-                gateway = KmsGateway(make_client(self.settings, region), region)
+                gateway = KmsGateway(region, functools.partial(make_client, self.settings, region))
                 self._gateways[region] = gateway
             return gateway
 
@@ -200,7 +201,7 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
             missing_ok=True,
         )
         if store is None:
-            log(f"warning: {store_id}: not found in {region}; nothing to disconnect")
+            log(f"warning: {store_id}: not found in {region} (deleted?); nothing left to disconnect")
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         store_id = str(props.get(names.CUSTOM_KEY_STORE_ID) or id_.split("/")[0])
@@ -315,7 +316,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         stores = self.reconciler(region).converge_many(goals)
         for store_id, store in stores.items():
             if store is None:
-                log(f"warning: {store_id}: not found in {props[names.REGION]}; nothing to disconnect")
+                log(f"warning: {store_id}: not found in {props[names.REGION]} (deleted?); nothing left to disconnect")
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         region = props.get(names.REGION) or self.settings.region

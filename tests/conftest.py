@@ -15,13 +15,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from pulumi.dynamic import ConfigureRequest, ResourceProvider
+from pulumi.dynamic.config import Config
 
 from kms_connection.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, Emulator
+from kms_connection.provider import CLAIMS
+from tests.lifecycle_fixtures import AMBIENT_AWS_VARIABLES
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# No test, and no provider server a test starts (they inherit this environment), may call KMS as the developer
+# or somewhere real.
+for _name in AMBIENT_AWS_VARIABLES:
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture
@@ -52,7 +60,7 @@ def set_aws_env(monkeypatch: pytest.MonkeyPatch, endpoint_url: str, config_dir: 
     Profiles and credentials of the developer's machine are hidden (config files under ``config_dir``,
     which need not exist), so a test behaves the same everywhere.
     """
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+    for name in AMBIENT_AWS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     variables = {
         "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY_ID,
@@ -74,3 +82,31 @@ def set_aws_env(monkeypatch: pytest.MonkeyPatch, endpoint_url: str, config_dir: 
 def aws_env(monkeypatch: pytest.MonkeyPatch, kms_emulator: Emulator, tmp_path: Path) -> dict[str, str]:
     """The environment of ``set_aws_env`` for ``kms_emulator``; returns the variables set."""
     return set_aws_env(monkeypatch, kms_emulator.endpoint_url, tmp_path)
+
+
+ProviderT = TypeVar("ProviderT", bound=ResourceProvider)
+
+
+@pytest.fixture(autouse=True)
+def one_deployment_per_test() -> None:
+    """Forget which resources connected which stores: the engine runs one provider process per deployment,
+    while in-process provider tests run many deployments in one process."""
+    CLAIMS.clear()
+
+
+@pytest.fixture
+def configured(kms_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Callable[[type[ProviderT]], ProviderT]:
+    """Make an in-process provider configured as the engine would for a stack in us-east-1 whose `aws:endpoints`
+    name the emulator; the credentials in the environment are distinctive, so tests can look for them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDPROVIDERTEST0001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "provider-test-secret")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+
+    def make(provider_class: type[ProviderT]) -> ProviderT:
+        provider = provider_class()
+        config = {"aws:region": "us-east-1", "aws:endpoints": f'[{{"kms": "{kms_emulator.endpoint_url}"}}]'}
+        provider.configure(ConfigureRequest(Config(config, "kms-connection")))
+        return provider
+
+    return make

@@ -4,41 +4,27 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dill
 import pytest
-from pulumi.dynamic import ConfigureRequest
-from pulumi.dynamic.config import Config
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.output import UNKNOWN
 
 from kms_connection.emulator import Emulator
 from kms_connection.errors import ConnectFailedError, ConvergeTimeoutError, KeyStoreNotFoundError
-from kms_connection.provider import CLAIMS, CustomKeyStoreConnectionProvider
+from kms_connection.provider import CustomKeyStoreConnectionProvider
 
 MUTATING = {"ConnectCustomKeyStore", "DisconnectCustomKeyStore"}
 REGION = "us-east-1"
 
 
-
-@pytest.fixture(autouse=True)
-def _one_deployment_per_test() -> None:
-    # The engine runs one provider process per deployment; these tests run many deployments in one process.
-    CLAIMS.clear()
-
 @pytest.fixture
-def provider(kms_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> CustomKeyStoreConnectionProvider:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDPROVIDERTEST0001")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "provider-test-secret")
-    monkeypatch.delenv("AWS_ENDPOINT_URL_KMS", raising=False)
-    monkeypatch.delenv("AWS_REGION", raising=False)
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    provider = CustomKeyStoreConnectionProvider()
-    config = {"aws:region": REGION, "aws:endpoints": f'[{{"kms": "{kms_emulator.endpoint_url}"}}]'}
-    provider.configure(ConfigureRequest(Config(config, "kms-connection")))
-    return provider
+def provider(
+    configured: Callable[[type[CustomKeyStoreConnectionProvider]], CustomKeyStoreConnectionProvider],
+) -> CustomKeyStoreConnectionProvider:
+    return configured(CustomKeyStoreConnectionProvider)
 
 
 def store(emu: Emulator, state: str = "DISCONNECTED", name: str = "hsm", region: str = REGION) -> str:
@@ -354,7 +340,6 @@ def _wait_for(emu: Emulator, store_id: str, state: str) -> None:
     while emu.state_of(store_id) != state:
         assert time.monotonic() < deadline, f"{store_id} never reached {state}"
         time.sleep(0.02)
-
 
 
 def test_delete_leaves_the_store_connected_when_another_resource_of_the_deployment_connected_it(

@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pulumi.dynamic import ConfigureRequest
-from pulumi.dynamic.config import Config
 from pulumi.output import UNKNOWN
 
 from kms_connection.emulator import Emulator
 from kms_connection.errors import KeyStoreSetError
-from kms_connection.provider import CLAIMS, CustomKeyStoreConnectionSetProvider
+from kms_connection.provider import CustomKeyStoreConnectionSetProvider
 
 REGION = "us-east-1"
 MUTATING = {"ConnectCustomKeyStore", "DisconnectCustomKeyStore"}
 
 
-
-@pytest.fixture(autouse=True)
-def _one_deployment_per_test() -> None:
-    # The engine runs one provider process per deployment; these tests run many deployments in one process.
-    CLAIMS.clear()
-
 @pytest.fixture
-def provider(kms_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> CustomKeyStoreConnectionSetProvider:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSETTEST000000001")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "set-test-secret")
-    monkeypatch.delenv("AWS_ENDPOINT_URL_KMS", raising=False)
-    provider = CustomKeyStoreConnectionSetProvider()
-    config = {"aws:region": REGION, "aws:endpoints": f'[{{"kms": "{kms_emulator.endpoint_url}"}}]'}
-    provider.configure(ConfigureRequest(Config(config, "kms-connection")))
-    return provider
+def provider(
+    configured: Callable[[type[CustomKeyStoreConnectionSetProvider]], CustomKeyStoreConnectionSetProvider],
+) -> CustomKeyStoreConnectionSetProvider:
+    return configured(CustomKeyStoreConnectionSetProvider)
 
 
 def stores(emu: Emulator, count: int, state: str = "DISCONNECTED") -> list[str]:
