@@ -1,8 +1,11 @@
-"""The Pulumi dynamic provider behind ``CustomKeyStoreConnection``: check, diff, create, update, delete, read.
+"""The Pulumi dynamic providers behind ``CustomKeyStoreConnection`` and ``CustomKeyStoreConnectionSet``: check,
+diff, create, update, delete, read.
 
-The engine runs it in its own process (``python -u -m pulumi.dynamic``), unpickling one instance that every
-resource of the stack shares across the server's four worker threads. The instance pickles to a reference to
-this class and nothing else; boto3 clients are made lazily in the provider process, one per Region.
+The engine runs them in one process per deployment (``python -u -m pulumi.dynamic``), unpickling one instance
+of each class that every resource of the stack shares across the server's four worker threads. An instance
+pickles to a reference to its class and nothing else; boto3 clients are made lazily in the provider process, one
+per Region. Deciding what to do is ``plan.py``'s and waiting is ``reconciler.py``'s; this module translates
+between them and the engine's properties.
 """
 
 from __future__ import annotations
