@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -22,17 +23,28 @@ schedules = st.builds(
     ratio=st.floats(min_value=0.001, max_value=0.5),
     cap=st.floats(min_value=5.0, max_value=600.0),
     jitter=st.floats(min_value=0.0, max_value=0.9),
+    align=st.none() | st.floats(min_value=1.0, max_value=600.0),
 )
+unaligned_schedules = schedules.map(lambda schedule: dataclasses.replace(schedule, align=None))
 
 
-def test_default_schedule_is_half_a_second_to_a_minute_with_a_fifth_of_jitter() -> None:
-    assert (DEFAULT.floor, DEFAULT.ratio, DEFAULT.cap, DEFAULT.jitter) == (0.5, 0.05, 60.0, 0.2)
+def test_default_schedule_is_half_a_second_to_half_a_minute_with_a_fifth_of_jitter_on_30_second_marks() -> None:
+    assert (DEFAULT.floor, DEFAULT.ratio, DEFAULT.cap, DEFAULT.jitter, DEFAULT.align) == (0.5, 0.05, 30.0, 0.2, 30.0)
 
 
 @settings(max_examples=100, deadline=None)
-@given(schedule=schedules, waited=waited_seconds, draw=draws)
+@given(schedule=unaligned_schedules, waited=waited_seconds, draw=draws)
 def test_delay_is_never_below_the_jittered_floor(schedule: PollSchedule, waited: float, draw: float) -> None:
     assert schedule.delay(waited, draw) >= schedule.floor * (1 - schedule.jitter) - 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(schedule=schedules, waited=st.floats(min_value=0.0, max_value=7 * 24 * 3600.0), draw=draws)
+def test_delay_never_passes_the_next_mark(schedule: PollSchedule, waited: float, draw: float) -> None:
+    if schedule.align is None:
+        return
+    next_mark = (math.floor(waited / schedule.align) + 1) * schedule.align
+    assert waited + schedule.delay(waited, draw) <= next_mark + schedule.align * 1e-9 + 1e-9
 
 
 @settings(max_examples=100, deadline=None)
@@ -70,8 +82,9 @@ def test_draw_is_clamped_to_the_unit_interval(draw: float, expected: float) -> N
         pytest.param(0.0, 0.5, id="start-is-the-floor"),
         pytest.param(10.0, 0.5, id="floor-until-ten-seconds"),
         pytest.param(100.0, 5.0, id="five-percent-of-the-wait"),
-        pytest.param(1200.0, 60.0, id="cap-reached-at-twenty-minutes"),
-        pytest.param(86400.0, 60.0, id="capped-after"),
+        pytest.param(590.0, 10.0, id="shortened-to-the-next-mark"),
+        pytest.param(600.0, 30.0, id="cap-reached-at-ten-minutes"),
+        pytest.param(86400.0, 30.0, id="capped-after"),
     ],
 )
 def test_default_delay_without_jitter(waited: float, expected: float) -> None:
@@ -100,16 +113,32 @@ def test_poll_times_end_at_the_first_poll_at_or_past_the_horizon() -> None:
 
 
 def test_a_twenty_minute_wait_polls_fewer_than_150_times() -> None:
-    # Independently: floor-spaced polls up to floor/ratio seconds (0.5 s apart up to 10 s), then each poll
-    # 1 + ratio times later than the one before until the horizon (20 minutes is also where the cap starts).
+    # Unaligned: floor-spaced polls up to floor/ratio seconds (0.5 s apart up to 10 s), then each poll 1 + ratio
+    # times later than the one before until the cap (at 600 s), then cap-spaced polls to the horizon.
+    unaligned = dataclasses.replace(DEFAULT, align=None)
     floor_phase_end = DEFAULT.floor / DEFAULT.ratio
+    cap_phase_start = DEFAULT.cap / DEFAULT.ratio
     floor_polls = round(floor_phase_end / DEFAULT.floor)
-    growth_polls = math.ceil(math.log(TWENTY_MINUTES / floor_phase_end) / math.log(1 + DEFAULT.ratio))
-    expected = floor_polls + growth_polls
+    growth_polls = math.ceil(math.log(cap_phase_start / floor_phase_end) / math.log(1 + DEFAULT.ratio))
+    assert len(unaligned.poll_times(TWENTY_MINUTES)) == pytest.approx(floor_polls + growth_polls + 20, abs=1)
+    # The 30-second marks add at most one poll to each of the 19 windows before the cap takes over.
+    aligned = len(DEFAULT.poll_times(TWENTY_MINUTES))
+    assert len(unaligned.poll_times(TWENTY_MINUTES)) <= aligned <= len(unaligned.poll_times(TWENTY_MINUTES)) + 19
+    assert aligned < 150
 
-    assert expected == 119
-    assert len(DEFAULT.poll_times(TWENTY_MINUTES)) == expected
-    assert expected < 150
+
+def test_every_30_second_mark_is_a_poll() -> None:
+    times = DEFAULT.poll_times(TWENTY_MINUTES)
+    assert all(any(t == pytest.approx(mark) for t in times) for mark in range(30, 1201, 30))
+
+
+def test_a_wait_never_ends_later_than_the_30_second_polling_script() -> None:
+    # The script polls at 0, 30, 60, ...: for a store settling at T it returns at the first multiple of 30 >= T.
+    times = DEFAULT.poll_times(TWENTY_MINUTES)
+    for quarter in range(1, int(TWENTY_MINUTES * 4) + 1):
+        settled = quarter / 4
+        ours = next(t for t in times if t >= settled - 1e-9)
+        assert ours <= math.ceil(settled / 30) * 30 + 1e-9, settled
 
 
 def test_polls_after_the_cap_are_a_cap_apart() -> None:
