@@ -6,7 +6,7 @@ registrations come from the real ``__main__.py`` under ``pulumi.runtime.set_mock
 by ``tests/engine.py`` as the engine drives it. The checkpoint (ids, inputs, outputs) is kept in a JSON file,
 so ``up``, ``preview``, ``refresh`` and ``destroy`` follow each other as they do with the CLI's file backend.
 
-    python -m tests.local_stack up|preview|refresh|destroy [--state .local/harness-state.json]
+    python -m tests.local_stack up|preview|refresh|destroy [--state .local/harness-state.json] [--endpoint URL]
 """
 
 from __future__ import annotations
@@ -67,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.local_stack", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "preview", "refresh", "destroy"])
     parser.add_argument("--state", type=Path, default=PROJECT_ROOT / ".local" / "harness-state.json")
+    parser.add_argument("--endpoint", help="a KMS endpoint to use instead of the stack's `aws:endpoints`")
     args = parser.parse_args(argv)
 
     config = stack_config()
+    if args.endpoint:
+        config["aws:endpoints"] = [{"kms": args.endpoint}]
     registrations = capture_registrations(PROJECT_ROOT / "__main__.py", config, stack=STACK)
     with ProviderServer() as server:
         server.configure(config)
