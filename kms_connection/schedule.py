@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # How close to a mark a poll counts as on it: float drift and request latency must not cause a second poll.
 _MARK_TOLERANCE = 0.05
 
