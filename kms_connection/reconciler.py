@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,12 +48,6 @@ class Gateway(Protocol):
     def describe(self, store_id: str) -> KeyStore | None: ...
     def connect(self, store_id: str) -> None: ...
     def disconnect(self, store_id: str) -> None: ...
-
-
-class ManyGateway(Gateway, Protocol):
-    """A gateway that can also read many stores in one call."""
-
-    def describe_many(self, store_ids: Iterable[str]) -> dict[str, KeyStore | None]: ...
 
 
 @dataclass(frozen=True)
@@ -157,6 +151,7 @@ class Reconciler:
         return {store.store_id: store.described for store in stores}
 
     def _describe(self, store_ids: list[str]) -> dict[str, KeyStore | None]:
+        # One DescribeCustomKeyStores for many stores where the gateway can (``KmsGateway.describe_many``).
         many = getattr(self.gateway, "describe_many", None)
         if len(store_ids) > 1 and many is not None:
             result: dict[str, KeyStore | None] = many(store_ids)
