@@ -89,6 +89,12 @@ class Claims:
 CLAIMS = Claims()
 
 
+def new_deployment() -> None:
+    """Forget the claims of the process: what a new provider process starts with. The engine starts one per
+    deployment; tests that run many deployments in one process call this between them."""
+    CLAIMS.clear()
+
+
 def log(line: str) -> None:
     """Tell the user something: the engine shows a dynamic provider's stderr lines as info diagnostics."""
     print(line, file=sys.stderr, flush=True)
@@ -125,7 +131,8 @@ class _KmsProvider(ResourceProvider):
         return self._settings
 
     def gateway(self, region: str) -> KmsGateway:
-        """The KMS gateway for ``region``, made on first use and shared by every resource and thread."""
+        """The KMS gateway for ``region``, made on first use and shared by every resource and thread: one client,
+        so botocore's adaptive retry mode paces all their calls together."""
         with self._lock:
             gateway = self._gateways.get(region)
             if gateway is None:

@@ -22,7 +22,7 @@ from pulumi.dynamic import ConfigureRequest, ResourceProvider
 from pulumi.dynamic.config import Config
 
 from kms_connection.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, Emulator
-from kms_connection.provider import CLAIMS
+from kms_connection.provider import new_deployment
 from tests.lifecycle_fixtures import AMBIENT_AWS_VARIABLES
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -91,7 +91,7 @@ ProviderT = TypeVar("ProviderT", bound=ResourceProvider)
 def one_deployment_per_test() -> None:
     """Forget which resources connected which stores: the engine runs one provider process per deployment,
     while in-process provider tests run many deployments in one process."""
-    CLAIMS.clear()
+    new_deployment()
 
 
 @pytest.fixture
