@@ -10,6 +10,7 @@ between them and the engine's properties.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import threading
@@ -180,18 +181,11 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         return UpdateResult(self._converge(id_, news, created=False))
 
     def _converge(self, resource_id: str, props: Mapping[str, Any], *, created: bool) -> dict[str, Any]:
-        desired = DesiredState(props[names.DESIRED_STATE])
         store_id, region = str(props[names.CUSTOM_KEY_STORE_ID]), str(props[names.REGION])
-        CLAIMS.record(region, store_id, resource_id, desired is DesiredState.CONNECTED)
-        timeout_input = names.CONNECT_TIMEOUT if desired is DesiredState.CONNECTED else names.DISCONNECT_TIMEOUT
-        store = self.reconciler(region).converge(
-            store_id,
-            desired,
-            float(props[timeout_input]),
-            timeout_input=timeout_input,
-            not_found_grace=NOT_FOUND_GRACE_SECONDS if created else 0.0,
-        )
-        assert store is not None  # converge() raises for a missing store unless missing_ok
+        goal = desired_goal(props, grace=NOT_FOUND_GRACE_SECONDS if created else 0.0)
+        CLAIMS.record(region, store_id, resource_id, goal.desired is DesiredState.CONNECTED)
+        store = self.reconciler(region).converge_many({store_id: goal})[store_id]
+        assert store is not None  # converge_many() raises for a missing store unless missing_ok
         return outputs(props, store)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -200,18 +194,10 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         if props.get(names.ON_DELETE) == OnDelete.RETAIN.value:
             log(f"{store_id}: on_delete is 'retain': leaving the store as it is")
             return
-        if CLAIMS.others(region, store_id, id_):
-            log(f"{store_id}: another resource of this stack connected it: leaving it connected")
+        if _claimed_elsewhere(region, store_id, id_):
             return
-        store = self.reconciler(region).converge(
-            store_id,
-            DesiredState.DISCONNECTED,
-            float(props.get(names.DISCONNECT_TIMEOUT) or names.DEFAULTS[names.DISCONNECT_TIMEOUT]),
-            timeout_input=names.DISCONNECT_TIMEOUT,
-            missing_ok=True,
-        )
-        if store is None:
-            log(f"warning: {store_id}: not found in {region} (deleted?); nothing left to disconnect")
+        stores = self.reconciler(region).converge_many({store_id: disconnect_goal(props)})
+        _warn_missing(stores, region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         store_id = str(props.get(names.CUSTOM_KEY_STORE_ID) or id_.split("/")[0])
@@ -289,7 +275,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         inputs_changed = any(
             news.get(key) != olds.get(key) for key in (names.CUSTOM_KEY_STORE_IDS, *UPDATE_IN_PLACE)
         )
-        goals = self._goals(olds, news, grace=0.0)
+        goals = set_goals(olds, news, grace=0.0)
         # One read for the whole set, however many stores it holds.
         stores = self.gateway(str(region)).describe_many(goals)
         work = [
@@ -320,13 +306,9 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         if props.get(names.ON_DELETE) == OnDelete.RETAIN.value:
             log(f"{', '.join(store_ids)}: on_delete is 'retain': leaving the stores as they are")
             return
-        timeout = float(props.get(names.DISCONNECT_TIMEOUT) or names.DEFAULTS[names.DISCONNECT_TIMEOUT])
-        goal = Goal(DesiredState.DISCONNECTED, timeout, names.DISCONNECT_TIMEOUT, missing_ok=True)
+        goal = disconnect_goal(props)
         goals = {store_id: goal for store_id in store_ids if not _claimed_elsewhere(region, store_id, id_)}
-        stores = self.reconciler(region).converge_many(goals)
-        for store_id, store in stores.items():
-            if store is None:
-                log(f"warning: {store_id}: not found in {props[names.REGION]} (deleted?); nothing left to disconnect")
+        _warn_missing(self.reconciler(region).converge_many(goals), region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         region = props.get(names.REGION) or self.settings.region
@@ -343,28 +325,6 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         given.setdefault(names.REGION, region)
         return ReadResult(id_, set_outputs(given, stores), given)
 
-    def _goals(
-        self, olds: Mapping[str, Any], news: Mapping[str, Any], *, grace: float, resource_id: str = ""
-    ) -> dict[str, Goal]:
-        """Each member's goal (a new member may get ``grace`` to show up), and for stores leaving the set what
-        ``on_delete`` asks of them, unless another resource of the deployment connected them."""
-        desired = DesiredState(news[names.DESIRED_STATE])
-        timeout_input = names.CONNECT_TIMEOUT if desired is DesiredState.CONNECTED else names.DISCONNECT_TIMEOUT
-        old_members = list(olds.get(names.CUSTOM_KEY_STORE_IDS) or [])
-        timeout = float(news[timeout_input])
-        goals = {
-            store_id: Goal(desired, timeout, timeout_input, not_found_grace=0.0 if store_id in old_members else grace)
-            for store_id in news[names.CUSTOM_KEY_STORE_IDS]
-        }
-        if news.get(names.ON_DELETE) == OnDelete.DISCONNECT.value:
-            leaving = Goal(
-                DesiredState.DISCONNECTED, float(news[names.DISCONNECT_TIMEOUT]), names.DISCONNECT_TIMEOUT, True
-            )
-            for store_id in old_members:
-                if store_id not in goals and not _claimed_elsewhere(str(news[names.REGION]), store_id, resource_id):
-                    goals[store_id] = leaving
-        return goals
-
     def _converge(self, resource_id: str, olds: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
         region = str(props[names.REGION])
         connected = props[names.DESIRED_STATE] == DesiredState.CONNECTED.value
@@ -372,10 +332,50 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
             CLAIMS.record(region, store_id, resource_id, False)
         for store_id in props[names.CUSTOM_KEY_STORE_IDS]:
             CLAIMS.record(region, store_id, resource_id, connected)
-        goals = self._goals(olds, props, grace=NOT_FOUND_GRACE_SECONDS, resource_id=resource_id)
+        members = props[names.CUSTOM_KEY_STORE_IDS]
+        goals = {
+            store_id: goal
+            for store_id, goal in set_goals(olds, props, grace=NOT_FOUND_GRACE_SECONDS).items()
+            if store_id in members or not _claimed_elsewhere(region, store_id, resource_id)
+        }
         stores = self.reconciler(region).converge_many(goals)
         members = {store_id: stores[store_id] for store_id in props[names.CUSTOM_KEY_STORE_IDS]}
         return set_outputs(props, members)
+
+
+def desired_goal(props: Mapping[str, Any], grace: float = 0.0) -> Goal:
+    """The goal a resource's inputs ask for: its desired state, within that state's timeout input."""
+    desired = DesiredState(props[names.DESIRED_STATE])
+    timeout_input = names.CONNECT_TIMEOUT if desired is DesiredState.CONNECTED else names.DISCONNECT_TIMEOUT
+    return Goal(desired, float(props[timeout_input]), timeout_input, not_found_grace=grace)
+
+
+def disconnect_goal(props: Mapping[str, Any]) -> Goal:
+    """What ``on_delete="disconnect"`` asks of a store: DISCONNECTED, or gone."""
+    timeout = float(props.get(names.DISCONNECT_TIMEOUT) or names.DEFAULTS[names.DISCONNECT_TIMEOUT])
+    return Goal(DesiredState.DISCONNECTED, timeout, names.DISCONNECT_TIMEOUT, missing_ok=True)
+
+
+def set_goals(olds: Mapping[str, Any], news: Mapping[str, Any], *, grace: float) -> dict[str, Goal]:
+    """Each member's goal (a new member may get ``grace`` to show up), and for stores leaving the set what
+    ``on_delete`` asks of them."""
+    old_members = list(olds.get(names.CUSTOM_KEY_STORE_IDS) or [])
+    goal = desired_goal(news)
+    goals = {
+        store_id: dataclasses.replace(goal, not_found_grace=0.0 if store_id in old_members else grace)
+        for store_id in news[names.CUSTOM_KEY_STORE_IDS]
+    }
+    if news.get(names.ON_DELETE) == OnDelete.DISCONNECT.value:
+        leaving = disconnect_goal(news)
+        for store_id in old_members:
+            goals.setdefault(store_id, leaving)
+    return goals
+
+
+def _warn_missing(stores: Mapping[str, KeyStore | None], region: str) -> None:
+    for store_id, store in stores.items():
+        if store is None:
+            log(f"warning: {store_id}: not found in {region} (deleted?); nothing left to disconnect")
 
 
 def _claimed_elsewhere(region: str, store_id: str, resource_id: str) -> bool:
