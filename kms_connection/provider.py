@@ -184,8 +184,8 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         store_id, region = str(props[names.CUSTOM_KEY_STORE_ID]), str(props[names.REGION])
         goal = desired_goal(props, grace=NOT_FOUND_GRACE_SECONDS if created else 0.0)
         CLAIMS.record(region, store_id, resource_id, goal.desired is DesiredState.CONNECTED)
-        store = self.reconciler(region).converge_many({store_id: goal})[store_id]
-        assert store is not None  # converge_many() raises for a missing store unless missing_ok
+        store = self.reconciler(region).converge(store_id, goal)
+        assert store is not None  # converge() raises for a missing store unless the goal is missing_ok
         return outputs(props, store)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -196,8 +196,8 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
             return
         if _claimed_elsewhere(region, store_id, id_):
             return
-        stores = self.reconciler(region).converge_many({store_id: disconnect_goal(props)})
-        _warn_missing(stores, region)
+        store = self.reconciler(region).converge(store_id, disconnect_goal(props))
+        _warn_missing({store_id: store}, region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         store_id = str(props.get(names.CUSTOM_KEY_STORE_ID) or id_.split("/")[0])

@@ -96,23 +96,9 @@ class Reconciler:
     log: Callable[[str], None] = print
     draw: Callable[[], float] = random.random
 
-    def converge(
-        self,
-        store_id: str,
-        desired: DesiredState,
-        timeout: float,
-        *,
-        timeout_input: str = "the timeout",
-        missing_ok: bool = False,
-        not_found_grace: float = 0.0,
-    ) -> KeyStore | None:
-        """Drive one store to ``desired`` and return it as last described.
-
-        With ``missing_ok`` a store that does not exist (or disappears while we wait) is success and returns None:
-        that is what deleting a connection to a deleted store wants.
-        """
-        results = self.converge_many({store_id: Goal(desired, timeout, timeout_input, missing_ok, not_found_grace)})
-        return results[store_id]
+    def converge(self, store_id: str, goal: Goal) -> KeyStore | None:
+        """Drive one store to its goal and return it as last described (None: missing, if the goal allows)."""
+        return self.converge_many({store_id: goal})[store_id]
 
     def converge_many(self, goals: Mapping[str, Goal]) -> dict[str, KeyStore | None]:
         """Drive every store to its goal at once; return each as last described (None: missing, if allowed).

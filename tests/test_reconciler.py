@@ -20,7 +20,13 @@ from kms_connection.errors import (
 )
 from kms_connection.gateway import KeyStore
 from kms_connection.plan import Observation, plan
-from kms_connection.reconciler import CONSISTENCY_RETRIES, NOT_FOUND_GRACE_SECONDS, PROGRESS_EVERY_SECONDS, Reconciler
+from kms_connection.reconciler import (
+    CONSISTENCY_RETRIES,
+    NOT_FOUND_GRACE_SECONDS,
+    PROGRESS_EVERY_SECONDS,
+    Goal,
+    Reconciler,
+)
 from kms_connection.schedule import PollSchedule
 from kms_connection.states import CONNECTION_ERROR_REMEDIES, ConnectionState, DesiredState
 from tests.fakes import (
@@ -60,12 +66,7 @@ class World:
         self, desired: DesiredState = UP, timeout: float = 1800, *, missing_ok: bool = False, grace: float = 0.0
     ) -> KeyStore | None:
         return self.reconciler.converge(
-            STORE_ID,
-            desired,
-            timeout,
-            timeout_input="connect_timeout_seconds",
-            missing_ok=missing_ok,
-            not_found_grace=grace,
+            STORE_ID, Goal(desired, timeout, "connect_timeout_seconds", missing_ok=missing_ok, not_found_grace=grace)
         )
 
 
@@ -447,7 +448,7 @@ def test_a_spurious_not_found_near_the_deadline_does_not_sleep_past_it() -> None
     gateway = BlinkingGateway(clock, [CONNECTING], blink_at=1750.0)
     reconciler = Reconciler(gateway, clock=clock, sleep=clock.sleep, log=FakeLog(clock), draw=lambda: 0.0)
     with pytest.raises(ConvergeTimeoutError) as raised:
-        reconciler.converge(STORE_ID, UP, 1800)
+        reconciler.converge(STORE_ID, Goal(UP, 1800))
     assert gateway.blinked
     assert clock.now <= 1800, f"slept {clock.now - 1800:.0f} s past the deadline"
     assert "after waiting 1800 s" in str(raised.value)
