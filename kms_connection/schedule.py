@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# How close to a mark a poll counts as on it: float drift and request latency must not cause a second poll.
-_MARK_TOLERANCE = 0.05
+MARK_TOLERANCE = 0.05
+"""Seconds before a mark within which a poll counts as on it: float drift and request latency must not cause a
+second poll just before the mark. The next mark is then the one after."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class PollSchedule:
         if self.align:
             # Shorten the delay to reach the next mark; a poll a hair before a mark counts as on it.
             to_mark = self.align - waited % self.align
-            if to_mark < _MARK_TOLERANCE:
+            if to_mark < MARK_TOLERANCE:
                 to_mark += self.align
             delay = min(delay, to_mark)
         return delay
