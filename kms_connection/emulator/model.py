@@ -19,7 +19,7 @@ from .errors import validation_error
 
 TARGET_PREFIX = "TrentService"
 
-#: The operations the emulator implements; every other KMS operation is answered UnsupportedOperationException.
+#: The operations the emulator implements; every other KMS operation is answered UnknownOperationException.
 OPERATIONS: tuple[str, ...] = (
     "CreateCustomKeyStore",
     "DescribeCustomKeyStores",
@@ -83,7 +83,20 @@ def _member_path(parent: str, member: str) -> str:
 
 @functools.cache
 def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    # The model's patterns are Java regular expressions, where \d, \w and \s match ASCII only; Python's match
+    # every Unicode digit (so '/kms/xks/v\u0661' would pass) unless told otherwise.
+    return re.compile(pattern, re.ASCII)
+
+
+#: The longest part of a value a validation message shows: a 1 MB name must not give a 1 MB message.
+MAX_ECHOED_CHARACTERS = 256
+
+
+def echo(text: str) -> str:
+    """``text`` as a message may show it: cut to ``MAX_ECHOED_CHARACTERS``, with the full length said."""
+    if len(text) <= MAX_ECHOED_CHARACTERS:
+        return text
+    return f"{text[:MAX_ECHOED_CHARACTERS]}...({len(text)} characters)"
 
 
 class _Validator:
@@ -100,9 +113,9 @@ class _Validator:
         elif sensitive:
             shown = "Value"
         elif isinstance(value, str):
-            shown = f"Value '{value}'"
+            shown = f"Value '{echo(value)}'"
         else:
-            shown = f"Value '{value!r}'"
+            shown = f"Value '{echo(repr(value))}'"
         self.problems.append(f"{shown} at '{path}' failed to satisfy constraint: Member must {constraint}")
 
     def check(self, value: object, shape_name: str, path: str) -> None:

@@ -16,7 +16,7 @@ from .errors import KmsError
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "kms"
 
-_DATE = re.compile(r"\d{8}")
+_DATE = re.compile(r"[0-9]{8}")
 _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
