@@ -122,11 +122,13 @@ def test_unknown_operation_gets_unknown_operation_exception(kms_emulator: Emulat
     assert body["__type"] == "UnknownOperationException"
 
 
-def test_kms_operation_outside_custom_key_stores_is_unsupported(kms_emulator: Emulator) -> None:
+def test_kms_operation_outside_custom_key_stores_is_unknown_and_the_message_says_why(kms_emulator: Emulator) -> None:
     client = kms_emulator.client(**NO_RETRY)
-    with pytest.raises(client.exceptions.UnsupportedOperationException) as caught:
+    with pytest.raises(ClientError) as caught:
         client.list_keys()
-    assert "ListKeys" in str(caught.value)
+    assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
+    assert "ListKeys" in caught.value.response["Error"]["Message"]
+    assert "implements only the custom key store operations" in caught.value.response["Error"]["Message"]
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,12 @@ errors, throttling) or 500 (``KMSInternalException``), which botocore maps to it
 
 Order of checks for a KMS request, each answered as AWS answers it:
 body size and framing (413 / 411) -> SigV4 header (``MissingAuthenticationTokenException``,
-``IncompleteSignatureException``) -> target (``UnknownOperationException``; a KMS operation the emulator does
-not implement gets ``UnsupportedOperationException``) -> JSON body (``SerializationException``) -> faults ->
-model validation (``ValidationException``) -> the operation.
+``IncompleteSignatureException``) -> target (``UnknownOperationException``, also for a KMS operation the
+emulator does not implement, as AWS answers an operation a service does not have) -> JSON body
+(``SerializationException``) -> faults -> model validation (``ValidationException``) -> the operation.
+
+Every answer, whatever the method or however malformed the request, is JSON: KMS's ``{"__type", "message"}``
+shape (405 for a method other than POST, 501 for one http.server does not know), or the admin endpoints' own.
 
 Any path outside ``/_emulator/`` is a KMS request (botocore posts to the path of ``endpoint_url``, "/" by
 default); ``/_emulator/`` holds the admin endpoints (see ``admin``), which need no signature.
@@ -27,6 +30,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,13 +38,24 @@ from urllib.parse import urlsplit
 from . import admin
 from .errors import KmsError
 from .faults import DropConnection
-from .model import OPERATIONS, TARGET_PREFIX, model_operations
+from .model import OPERATIONS, TARGET_PREFIX, echo, model_operations
 from .service import KmsService
 from .sigv4 import parse_authorization
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT = 10.0
+
+
+def unknown_operation(name: str) -> KmsError:
+    """What AWS answers a target the service does not have (HTTP 400); a KMS operation beyond the custom key store
+    ones gets the same answer, with a hint in the message."""
+    if not name:
+        return KmsError("UnknownOperationException", "Unknown operation (no X-Amz-Target).")
+    hint = ""
+    if name in model_operations():
+        hint = f" The KMS emulator implements only the custom key store operations: {', '.join(OPERATIONS)}."
+    return KmsError("UnknownOperationException", f"Unknown operation {echo(name)}.{hint}")
 
 
 class KmsHTTPServer(ThreadingHTTPServer):
@@ -156,6 +171,35 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._not_post("DELETE")
 
+    def do_PUT(self) -> None:
+        self._not_post("PUT")
+
+    def do_PATCH(self) -> None:
+        self._not_post("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._not_post("OPTIONS")
+
+    def do_HEAD(self) -> None:
+        self._not_post("HEAD")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (an unknown method, a malformed request line...) in the JSON error shape.
+
+        The base class answers them with an HTML page, which no AWS client can parse.
+        """
+        self.close_connection = True
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            kind, text = "UnknownOperationException", f"KMS answers POST requests only, not {echo(self.command)}."
+        else:
+            kind, text = "ValidationException", echo(message or HTTPStatus(code).phrase)
+        self._send_json(
+            code,
+            {"__type": kind, "message": text},
+            content_type=JSON_CONTENT_TYPE,
+            extra_headers={"Connection": "close"},
+        )
+
     def _not_post(self, method: str) -> None:
         path = urlsplit(self.path).path
         body = self._read_body()
@@ -186,15 +230,11 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
             headers = {name.lower(): value for name, value in self.headers.items()}
             region = scope_region = parse_authorization(headers).region
             if prefix != TARGET_PREFIX or not operation:
-                raise KmsError("UnknownOperationException", f"Unknown operation {target or '(no X-Amz-Target)'}.")
+                raise unknown_operation(target)
             if operation not in OPERATIONS:
-                if operation in model_operations():
-                    raise KmsError(
-                        "UnsupportedOperationException",
-                        f"The KMS emulator implements only custom key store operations ({', '.join(OPERATIONS)}), "
-                        f"not {operation}.",
-                    )
-                raise KmsError("UnknownOperationException", f"Unknown operation {operation}.")
+                # Answered as AWS answers an operation a service does not have. Not UnsupportedOperationException:
+                # that is a modeled KMS error with its own meaning, which a client catching it would misread.
+                raise unknown_operation(operation)
             params = self._decode(body)
             if isinstance(params.get("CustomKeyStoreId"), str):
                 store_id = params["CustomKeyStoreId"]
@@ -328,7 +368,9 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
             for name, value in (extra_headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            # A HEAD answer has the headers of the JSON it stands for, and no body (RFC 9110).
+            if self.command != "HEAD":
+                self.wfile.write(data)
         except OSError:
             self.close_connection = True
 
