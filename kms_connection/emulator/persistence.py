@@ -32,7 +32,7 @@ from kms_connection.states import ConnectionState
 
 from .errors import EmulatorStateError
 from .model import connection_error_codes
-from .store import CLOUDHSM, EXTERNAL, PUBLIC_ENDPOINT, VPC_ENDPOINT_SERVICE, Phase, StoreRecord
+from .store import ACCOUNT_ID, CLOUDHSM, EXTERNAL, PUBLIC_ENDPOINT, VPC_ENDPOINT_SERVICE, Phase, StoreRecord
 
 FORMAT = "kms-connection-emulator-state"
 VERSION = 1
@@ -168,6 +168,9 @@ def record_from_json(data: object, where: str, now: float, wall_now: float) -> S
             raise reader.fail(f"{_OPTIONAL_FIELDS[attribute]} is required for a store of type {store_type}")
     if store_type == EXTERNAL and optional["xks_connectivity"] not in (PUBLIC_ENDPOINT, VPC_ENDPOINT_SERVICE):
         raise reader.fail(f"XksProxyConnectivity must be {PUBLIC_ENDPOINT} or {VPC_ENDPOINT_SERVICE}")
+    if optional["xks_connectivity"] == VPC_ENDPOINT_SERVICE and optional["xks_vpc_endpoint_service_owner"] is None:
+        # Files saved before the owner defaulted to the caller's account (as CreateCustomKeyStore documents) lack it.
+        optional["xks_vpc_endpoint_service_owner"] = ACCOUNT_ID
     creation_date = reader.number("CreationDate")
     assert creation_date is not None
     return StoreRecord(

@@ -15,8 +15,10 @@ State machine
     * ``CONNECTED | CONNECTING | FAILED -> DISCONNECTING``, then ``DISCONNECTED`` after ``disconnect_seconds``.
     * ``DISCONNECTING`` and ``DISCONNECTED``: refused with ``CustomKeyStoreInvalidStateException``.
 ``UpdateCustomKeyStore``
-    * A rename is allowed in every state; so are, for external key stores, a new proxy authentication credential
-      and a new proxy URI path. Every other change requires ``DISCONNECTED``.
+    * Any change in ``DISCONNECTED``. In ``CONNECTED``, a rename only, and for external key stores a new proxy
+      authentication credential and a new proxy URI path. Refused in every other state (``CONNECTING``,
+      ``FAILED``, ``DISCONNECTING``), even a rename.
+    * Changing ``XksProxyConnectivity`` needs a new ``XksProxyUriEndpoint`` in the same request.
 ``DeleteCustomKeyStore``
     * Requires ``DISCONNECTED`` and no KMS keys (``CustomKeyStoreHasCMKsException`` otherwise; the key count is
       a test hook, since the emulator has no KMS keys).
@@ -34,6 +36,9 @@ Choices where the KMS documentation leaves a case open:
     * Names are unique per account and Region, compared exactly (case-sensitive).
     * A CloudHSM cluster can back one store per Region (``CloudHsmClusterInUseException`` on create); an update
       to another cluster is not checked, since KMS only requires a related cluster, which the emulator cannot know.
+    * A VPC endpoint service store created (or switched to ``VPC_ENDPOINT_SERVICE``) without
+      ``XksProxyVpcEndpointServiceOwner`` is owned by the caller's account, ``ACCOUNT_ID`` (the emulator serves
+      one account, whatever the credentials).
     * External key stores: the endpoint+path pair is unique (``XksProxyUriInUseException``); an endpoint used by
       a ``VPC_ENDPOINT_SERVICE`` store is not shared with any other store (``XksProxyUriEndpointInUseException``);
       a VPC endpoint service backs one store (``XksProxyVpcEndpointServiceInUseException``).
@@ -61,6 +66,9 @@ EXTERNAL = "EXTERNAL_KEY_STORE"
 PUBLIC_ENDPOINT = "PUBLIC_ENDPOINT"
 VPC_ENDPOINT_SERVICE = "VPC_ENDPOINT_SERVICE"
 
+#: The one account the emulator serves, whatever the credentials (LocalStack-style local endpoints use it too).
+ACCOUNT_ID = "000000000000"
+
 DEFAULT_STORE_LIMIT = 10
 #: The largest page DescribeCustomKeyStores returns (the model's maximum ``Limit``), also the default page.
 MAX_PAGE = 1000
@@ -75,8 +83,10 @@ _XKS_FIELDS = (
     "XksProxyConnectivity",
 )
 _XKS_REQUIRED = ("XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyAuthenticationCredential", "XksProxyConnectivity")
-# Update fields that may change whatever the connection state (besides the name, allowed for every type).
-_XKS_UPDATABLE_ANY_STATE = ("XksProxyAuthenticationCredential", "XksProxyUriPath")
+# Update fields of an external key store that may change while it is CONNECTED (the name may, for every type).
+# UpdateCustomKeyStore's documentation: "you can update the CustomKeyStoreName, XksProxyAuthenticationCredential,
+# and XksProxyUriPath of an external key store when it is in the CONNECTED or DISCONNECTED state."
+_XKS_UPDATABLE_CONNECTED = ("XksProxyAuthenticationCredential", "XksProxyUriPath")
 _CLOUDHSM_UPDATE_FIELDS = ("KeyStorePassword", "CloudHsmClusterId")
 
 OutcomeKind = Literal["succeed", "fail", "hang"]
@@ -233,6 +243,14 @@ def store_fields(store_type: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "xks_access_key_id": params["XksProxyAuthenticationCredential"]["AccessKeyId"],
     }
     _check_connectivity(fields)
+    return _default_owner(fields)
+
+
+def _default_owner(fields: dict[str, Any]) -> dict[str, Any]:
+    # CreateCustomKeyStore's XksProxyVpcEndpointServiceOwner: "If not provided, the Amazon Web Services account ID
+    # calling the action will be used."
+    if fields["xks_connectivity"] == VPC_ENDPOINT_SERVICE and fields["xks_vpc_endpoint_service_owner"] is None:
+        return {**fields, "xks_vpc_endpoint_service_owner": ACCOUNT_ID}
     return fields
 
 
@@ -416,9 +434,20 @@ class StoreRegistry:
             guarded = [name for name in _CLOUDHSM_UPDATE_FIELDS if name in given]
         else:
             misplaced = [name for name in _CLOUDHSM_UPDATE_FIELDS if name in given]
-            guarded = [name for name in _XKS_FIELDS if name in given and name not in _XKS_UPDATABLE_ANY_STATE]
+            guarded = [name for name in _XKS_FIELDS if name in given and name not in _XKS_UPDATABLE_CONNECTED]
         if misplaced:
             raise _invalid(f"{misplaced[0]} is not valid for a custom key store of type {record.store_type}.")
+        # CustomKeyStoreInvalidStateException's documentation: "You requested the UpdateCustomKeyStore or
+        # DeleteCustomKeyStore operation on a custom key store that is not disconnected. UpdateCustomKeyStore can be
+        # called on a custom key store in the CONNECTED state only to update NewCustomKeyStoreName." (The operation's
+        # own documentation adds an external store's credential and URI path.) No other state allows any change.
+        if state not in (ConnectionState.DISCONNECTED, ConnectionState.CONNECTED):
+            raise invalid_state(
+                f"Custom key store {store_id} cannot be updated: its connection state is {state.value}. Update it "
+                "when it is DISCONNECTED (or, for a rename"
+                + (", a new proxy credential or URI path" if record.store_type == EXTERNAL else "")
+                + ", CONNECTED)."
+            )
         if guarded and state is not ConnectionState.DISCONNECTED:
             raise invalid_state(
                 f"Custom key store {store_id} must be DISCONNECTED to update {', '.join(guarded)}: its connection "
@@ -450,13 +479,25 @@ class StoreRegistry:
         credential = params.get("XksProxyAuthenticationCredential")
         if credential is not None:
             fields["xks_access_key_id"] = credential["AccessKeyId"]
-        if params.get("XksProxyConnectivity") == PUBLIC_ENDPOINT:
+        connectivity = params.get("XksProxyConnectivity")
+        # UpdateCustomKeyStore's XksProxyConnectivity: "If you change the XksProxyConnectivity to
+        # VPC_ENDPOINT_SERVICE, you must also change the XksProxyUriEndpoint [...]. If you change the
+        # XksProxyConnectivity to PUBLIC_ENDPOINT, you must also change the XksProxyUriEndpoint [...]."
+        if connectivity is not None and connectivity != record.xks_connectivity:
+            endpoint = params.get("XksProxyUriEndpoint")
+            if endpoint is None or endpoint == record.xks_uri_endpoint:
+                raise _invalid(
+                    f"Changing XksProxyConnectivity to {connectivity} requires a new XksProxyUriEndpoint in the same "
+                    f"request (the current one is {record.xks_uri_endpoint})."
+                )
+        if connectivity == PUBLIC_ENDPOINT:
             # Switching to a public endpoint drops the VPC settings unless the same request sets them (an error).
             if params.get("XksProxyVpcEndpointServiceName") is None:
                 fields["xks_vpc_endpoint_service_name"] = None
             if params.get("XksProxyVpcEndpointServiceOwner") is None:
                 fields["xks_vpc_endpoint_service_owner"] = None
         _check_connectivity(fields)
+        fields = _default_owner(fields)
         self._check_xks_free(self.stores(record.region), fields, record.store_id)
         return fields
 
