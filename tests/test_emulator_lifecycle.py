@@ -50,7 +50,7 @@ def test_connect_goes_through_connecting_to_connected_after_connect_seconds(
 
 @pytest.mark.parametrize("code", connection_error_codes())
 def test_connect_can_fail_with_every_model_error_code(emu: Emulator, client: Any, clock: FakeClock, code: str) -> None:
-    store_id = emu.create_store("s")
+    store_id = emu.create_store("s", store_type="EXTERNAL_KEY_STORE" if code.startswith("XKS_") else "AWS_CLOUDHSM")
     emu.set_connect_outcome(store_id, "fail", code)
     client.connect_custom_key_store(CustomKeyStoreId=store_id)
     assert "ConnectionErrorCode" not in described(client, store_id)

@@ -246,6 +246,10 @@ def test_reset_brings_back_the_seeds(make_emulator: Callable[..., Emulator]) -> 
         ({"ConnectionState": "FAILED"}, "needs a ConnectionErrorCode"),
         ({"ConnectionState": "ASLEEP"}, "enum value set"),
         ({"ConnectOutcome": "explode"}, "ConnectOutcome"),
+        (
+            {"ConnectionState": "FAILED", "ConnectionErrorCode": "XKS_PROXY_TIMED_OUT"},
+            "ConnectionErrorCode XKS_PROXY_TIMED_OUT belongs to EXTERNAL_KEY_STORE stores, not AWS_CLOUDHSM",
+        ),
     ],
 )
 def test_bad_seed_is_a_clear_error(change: dict[str, Any], problem: str) -> None:

@@ -35,6 +35,21 @@ def _outcome(text: str) -> tuple[str, str]:
     return key, outcome
 
 
+def _store_drill(text: str) -> tuple[str, str]:
+    key, equals, error = text.partition("=")
+    if not equals or not key or not error:
+        raise argparse.ArgumentTypeError(f"expected [REGION/]STORE_ID=ERROR, got {text!r}")
+    return key, error
+
+
+def _next_drill(text: str) -> tuple[str, str, int]:
+    operation, equals, rest = text.partition("=")
+    error, colon, count_text = rest.partition(":")
+    if not equals or not operation or not error or (colon and not count_text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected OPERATION=ERROR or OPERATION=ERROR:COUNT, got {text!r}")
+    return operation, error, int(count_text) if colon else 1
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -72,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="outcome of connects of a store: succeed, hang or fail:CODE (several, or repeat the option)",
     )
     parser.add_argument("--default-connect-outcome", default="succeed", help="outcome for other stores (succeed)")
+    parser.add_argument(
+        "--drill-store",
+        type=_store_drill,
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="[REGION/]STORE_ID=ERROR",
+        help="the store's cluster or proxy fails: its Connects and Updates answer ERROR (e.g. "
+        "CloudHsmClusterNotActiveException) once they pass KMS's rules",
+    )
+    parser.add_argument(
+        "--drill-next",
+        type=_next_drill,
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="OPERATION=ERROR[:COUNT]",
+        help="the next COUNT (1) requests of OPERATION for a store of ERROR's type answer ERROR (e.g. "
+        "CreateCustomKeyStore=XksProxyUriUnreachableException)",
+    )
     parser.add_argument("--request-timeout", type=_non_negative, default=10.0, help="socket timeout, seconds (10)")
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     return parser
@@ -96,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             failure_seed=args.failure_seed,
             default_connect_outcome=args.default_connect_outcome,
             connect_outcomes=dict(args.connect_outcome),
+            store_drills=dict(args.drill_store),
+            next_drills=args.drill_next,
             request_timeout=args.request_timeout,
             log=None if args.quiet else _log,
         )

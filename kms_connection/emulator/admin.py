@@ -10,7 +10,7 @@ GET      /_emulator/calls        ``{"calls": [{operation, store_id, region, time
 DELETE   /_emulator/calls        empty the call log (also ``POST /_emulator/calls/clear``)
 GET      /_emulator/stores       every store of every Region with its true state (no secrets)
 GET      /_emulator/faults       the current faults and timing
-POST     /_emulator/faults       change faults and timing; every key is optional (see ``apply_faults``)
+POST     /_emulator/faults       change faults, drills and timing; every key is optional (``apply_faults``)
 POST     /_emulator/reset        back to the state at start: seeds only, initial faults, empty log
 =======  ======================  ==================================================================
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import EmulatorConfigError
-from .faults import FailMode, FaultPlan, parse_outcome
+from .faults import FailMode, FaultPlan, check_next_drill, check_store_drill, parse_outcome
 from .model import OPERATIONS
 from .seeding import DEFAULT_REGION
 from .service import KmsService
@@ -41,6 +41,9 @@ _FAULT_KEYS = {
     "connect_seconds",
     "disconnect_seconds",
     "region",
+    "store_drills",
+    "drill_next",
+    "clear_drills",
 }
 
 
@@ -60,7 +63,10 @@ def apply_faults(service: KmsService, body: object) -> None:
     ``fail_next`` (a count, or ``{"count", "operation", "mode": "internal"|"drop"}``); ``failure_rate`` (a
     fraction, or ``{"fraction", "seed"}``); ``consistency_lag``, ``connect_seconds``, ``disconnect_seconds``
     (seconds); ``connect_outcomes`` (``{"cks-...": "succeed"|"hang"|"fail:CODE"}``, in ``region``, default
-    us-east-1); ``default_connect_outcome``.
+    us-east-1); ``default_connect_outcome``; ``clear_drills`` (true: drop every drill first);
+    ``store_drills`` (``{"cks-...": "CloudHsmClusterNotActiveException"}``, or null to clear one, in
+    ``region``); ``drill_next`` (``{"operation", "error", "count"?}`` or a list of them). A code or drill of
+    the other store type is refused.
     """
     if not isinstance(body, dict):
         raise EmulatorConfigError("the body must be a JSON object")
@@ -110,13 +116,44 @@ def apply_faults(service: KmsService, body: object) -> None:
         if key in body:
             value = _number(body, key)
             steps.append(lambda _faults, key=key, value=value: setattr(service, key, value))  # type: ignore[misc]
+    # Checks against the stores (a code or drill must belong to the store's type), run with the steps under one lock.
+    store_checks: list[Callable[[], None]] = []
     if "connect_outcomes" in body:
         outcomes = body["connect_outcomes"]
         if not isinstance(outcomes, dict) or not all(isinstance(v, str) for v in outcomes.values()):
             raise EmulatorConfigError("connect_outcomes must map store ids to 'succeed', 'hang' or 'fail:CODE'")
         parsed = {store_id: parse_outcome(text) for store_id, text in outcomes.items()}
         for store_id, outcome in parsed.items():
+            store_checks.append(lambda s=store_id, o=outcome: service.check_fits(region, s, outcome=o))  # type: ignore[misc]
             steps.append(lambda faults, s=store_id, o=outcome: faults.set_connect_outcome(region, s, o))  # type: ignore[misc]
+    if body.get("clear_drills") is not None:
+        if not isinstance(body["clear_drills"], bool):
+            raise EmulatorConfigError("clear_drills must be true or false")
+        if body["clear_drills"]:
+            steps.append(lambda faults: faults.clear_drills())
+    if "store_drills" in body:
+        drills = body["store_drills"]
+        if not isinstance(drills, dict) or not all(e is None or isinstance(e, str) for e in drills.values()):
+            raise EmulatorConfigError("store_drills must map store ids to an error name, or null to clear it")
+        for store_id, error in drills.items():
+            if error is not None:
+                check_store_drill(error)
+                store_checks.append(lambda s=store_id, e=error: service.check_fits(region, s, drill=e))  # type: ignore[misc]
+            steps.append(lambda faults, s=store_id, e=error: faults.drill_store(region, s, e))  # type: ignore[misc]
+    if "drill_next" in body:
+        entries = body["drill_next"]
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if not isinstance(entry, dict) or not {"operation", "error"} <= set(entry) <= {
+                "operation",
+                "error",
+                "count",
+            }:
+                raise EmulatorConfigError('drill_next must be {"operation": ..., "error": ..., "count"?} or a list')
+            operation, error, count = entry["operation"], entry["error"], entry.get("count", 1)
+            if not isinstance(operation, str) or not isinstance(error, str):
+                raise EmulatorConfigError("drill_next.operation and drill_next.error must be strings")
+            check_next_drill(operation, error, count)
+            steps.append(lambda faults, o=operation, e=error, c=count: faults.drill_next(o, e, c))  # type: ignore[misc]
     if "default_connect_outcome" in body:
         text = body["default_connect_outcome"]
         if not isinstance(text, str):
@@ -124,6 +161,8 @@ def apply_faults(service: KmsService, body: object) -> None:
         default = parse_outcome(text)
         steps.append(lambda faults: faults.set_default_connect_outcome(default))
     with service.lock:
+        for check in store_checks:
+            check()
         for step in steps:
             step(service.faults)
 

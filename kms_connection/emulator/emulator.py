@@ -65,7 +65,9 @@ class Emulator:
     per Region, None/0: off); ``consistency_lag`` (seconds DescribeCustomKeyStores lags behind); ``host`` and
     ``port`` (0: a free port); ``fail_next`` (the next N requests get KMSInternalException); ``failure_rate``
     and ``failure_seed``; ``default_connect_outcome`` and ``connect_outcomes`` (``{"cks-...": "hang"}``, keys
-    may be ``"region/cks-..."``); ``max_body_bytes`` (1 MiB); ``request_timeout`` (socket timeout, 10 s);
+    may be ``"region/cks-..."``); ``store_drills`` (``{"cks-...": "CloudHsmClusterNotActiveException"}``, keys
+    as for ``connect_outcomes``) and ``next_drills`` (``[(operation, error, count)]``), see ``drill_store`` and
+    ``drill_next``; ``max_body_bytes`` (1 MiB); ``request_timeout`` (socket timeout, 10 s);
     ``call_log_limit`` (oldest calls dropped beyond it); ``log`` (a callable given one line per request).
 
     The one thing shared between emulators is the botocore session ``client()`` builds clients from (read-only
@@ -90,16 +92,29 @@ class Emulator:
         failure_seed: int = 0,
         default_connect_outcome: str | ConnectOutcome = "succeed",
         connect_outcomes: Mapping[OutcomeKey, str | ConnectOutcome] | None = None,
+        store_drills: Mapping[OutcomeKey, str] | None = None,
+        next_drills: Iterable[tuple[str, str, int]] = (),
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         call_log_limit: int = DEFAULT_CALL_LOG_LIMIT,
         log: Callable[[str], None] | None = None,
     ) -> None:
         outcomes = {_outcome_key(key): value for key, value in (connect_outcomes or {}).items()}
+        drills = {_outcome_key(key): error for key, error in (store_drills or {}).items()}
+        queued = list(next_drills)
 
         # A factory, so that reset() can rebuild the faults exactly as configured here.
         def make_faults() -> FaultPlan:
-            return FaultPlan(throttle_rps, fail_next, failure_rate, failure_seed, default_connect_outcome, outcomes)
+            return FaultPlan(
+                throttle_rps,
+                fail_next,
+                failure_rate,
+                failure_seed,
+                default_connect_outcome,
+                outcomes,
+                store_drills=drills,
+                next_drills=queued,
+            )
 
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.service = KmsService(
@@ -220,12 +235,45 @@ class Emulator:
         error_code: str | None = None,
         region: str = DEFAULT_REGION,
     ) -> None:
-        """How the next connects of one store end: ``succeed``, ``hang``, or ``fail`` with ``error_code``."""
-        self.service.faults.set_connect_outcome(region, store_id, outcome, error_code)
+        """How the next connects of one store end: ``succeed``, ``hang``, or ``fail`` with ``error_code``.
+
+        ``EmulatorConfigError`` for a ``ConnectionErrorCode`` of the other store type (``XKS_PROXY_TIMED_OUT``
+        for a CloudHSM store); a store that does not exist yet is checked when it is created.
+        """
+        self.service.set_connect_outcome(region, store_id, outcome, error_code)
 
     def set_default_connect_outcome(self, outcome: str | ConnectOutcome, error_code: str | None = None) -> None:
-        """How connects end for stores without an outcome of their own (initially ``succeed``)."""
+        """How connects end for stores without an outcome of their own (initially ``succeed``).
+
+        The default applies to both store types, so a ``fail`` code must belong to both (``NETWORK_ERRORS``,
+        ``INTERNAL_ERROR``, ``INVALID_CREDENTIALS``); others are set per store.
+        """
         self.service.faults.set_default_connect_outcome(outcome, error_code)
+
+    def drill_store(self, store_id: str, error: str | None, region: str = DEFAULT_REGION) -> None:
+        """Make one store's backing fail with ``error`` (None: heal it) until told otherwise.
+
+        Every later request on the store whose operation documents ``error`` answers it, once it passes KMS's
+        rules: ``CloudHsmClusterNotActiveException`` or ``CloudHsmClusterInvalidConfigurationException`` for a
+        Connect that would start connecting, and an Update that changes more than the name; the other cluster
+        errors and the ``XksProxy...`` errors for such an Update. ``EmulatorConfigError`` for an error no drill
+        answers, one only CreateCustomKeyStore documents, or one of the other store type.
+        """
+        self.service.drill_store(region, store_id, error)
+
+    def drill_next(self, operation: str, error: str, count: int = 1) -> None:
+        """Answer ``error`` to the next ``count`` requests of ``operation`` for a store of the error's type.
+
+        ``operation`` is ``CreateCustomKeyStore``, ``UpdateCustomKeyStore`` or ``ConnectCustomKeyStore`` and
+        must document ``error``: ``IncorrectTrustAnchorException`` is Create's only,
+        ``CloudHsmClusterNotRelatedException`` Update's only, Connect has the two cluster errors above. The
+        requests are those that pass every rule, as for ``drill_store``.
+        """
+        self.service.faults.drill_next(operation, error, count)
+
+    def clear_drills(self) -> None:
+        """Drop every drill, per store and per call."""
+        self.service.faults.clear_drills()
 
     def set_throttle(self, rps: float | None, operations: Iterable[str] | None = None) -> None:
         """Throttle each operation (or only ``operations``) to ``rps`` requests/s per Region; None/0: off."""

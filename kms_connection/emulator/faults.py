@@ -1,9 +1,18 @@
-"""Injected faults: throttling, internal errors, dropped connections, random failures, connect outcomes.
+"""Injected faults: throttling, internal errors, dropped connections, random failures, connect outcomes, drills.
 
-A ``FaultPlan`` is consulted before each KMS request is handled (``check``) and when a connect starts
-(``connect_outcome``). Its own lock makes it safe to change from a test thread while server threads read it.
+A ``FaultPlan`` is consulted before each KMS request is handled (``check``), when a connect starts
+(``connect_outcome``) and when a request has passed every rule (``take_drill``). Its own lock makes it safe to
+change from a test thread while server threads read it.
 Order of checks for a request: throttling first (a throttled request consumes no other fault, as a
 throttled AWS request never reaches the service), then the queue of "fail next" faults, then the failure rate.
+
+Drills answer the documented errors whose cause lies outside KMS (``model.BACKING_ERRORS``: the CloudHSM cluster
+is not active, the proxy is unreachable...), which no rule of the emulator can produce. A drill is per call
+(``drill_next``: the next requests of an operation for a store of the error's type) or per store
+(``drill_store``: every request on the store whose operation documents the error, until cleared). A drill fires
+only for a request that passes every rule and would change something: a Create, a Connect that starts
+connecting, an Update that changes more than the name; the request then changes nothing. Per-call drills come
+first.
 """
 
 from __future__ import annotations
@@ -15,8 +24,17 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from .errors import EmulatorConfigError, KmsError
-from .model import OPERATIONS, connection_error_codes
-from .store import SUCCEED, ConnectOutcome
+from .model import (
+    BACKING_ERRORS,
+    OPERATIONS,
+    connection_error_codes,
+    documented_errors,
+    drillable_errors,
+    error_code_store_types,
+    error_message,
+    error_status,
+)
+from .store import CLOUDHSM, EXTERNAL, SUCCEED, ConnectOutcome
 
 FailMode = Literal["internal", "drop"]
 
@@ -54,6 +72,56 @@ def parse_outcome(text: str | ConnectOutcome, error_code: str | None = None) -> 
             )
         return ConnectOutcome("fail", code)
     raise EmulatorConfigError(f"unknown connect outcome {text!r}: use succeed, hang or fail:CODE")
+
+
+def outcome_misfit(outcome: ConnectOutcome, store_type: str) -> str | None:
+    """Why ``outcome`` cannot end a connect of a store of ``store_type``, or None when it can."""
+    if outcome.kind != "fail" or outcome.error_code is None:
+        return None
+    types = error_code_store_types(outcome.error_code)
+    if store_type in types:
+        return None
+    return f"ConnectionErrorCode {outcome.error_code} belongs to {' and '.join(sorted(types))} stores, not {store_type}"
+
+
+def drill_error(error: str) -> KmsError:
+    """The answer of a drill: the modeled error, its documentation's first paragraph and its modeled status."""
+    return KmsError(error, error_message(error), error_status(error))
+
+
+def store_operations(error: str) -> tuple[str, ...]:
+    """The operations on an existing store that document ``error`` (a per-store drill affects these)."""
+    return tuple(op for op in OPERATIONS if op != "CreateCustomKeyStore" and error in documented_errors(op))
+
+
+def check_store_drill(error: str) -> None:
+    """Raise ``EmulatorConfigError`` unless ``error`` can be drilled on a store."""
+    if error not in BACKING_ERRORS:
+        raise EmulatorConfigError(f"cannot drill {error!r}: a drill answers one of {', '.join(BACKING_ERRORS)}")
+    if not store_operations(error):
+        raise EmulatorConfigError(
+            f"{error} is answered by CreateCustomKeyStore only, which names no store: drill it per call"
+        )
+
+
+def check_next_drill(operation: str, error: str, count: int) -> None:
+    """Raise ``EmulatorConfigError`` unless the next ``count`` requests of ``operation`` can answer ``error``."""
+    _check_operation(operation)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise EmulatorConfigError(f"a drill needs a count >= 0 (got {count!r})")
+    allowed = drillable_errors(operation)
+    if error not in allowed:
+        raise EmulatorConfigError(
+            f"{operation} does not document {error!r} as an error a drill can answer; "
+            + (f"it documents {', '.join(allowed)}" if allowed else "it documents none")
+        )
+
+
+def store_drill_misfit(error: str, store_type: str) -> str | None:
+    """Why ``error`` cannot be drilled on a store of ``store_type``, or None when it can."""
+    if BACKING_ERRORS[error] == store_type:
+        return None
+    return f"{error} belongs to {BACKING_ERRORS[error]} stores, not {store_type}"
 
 
 def _check_operation(operation: str | None) -> None:
@@ -95,6 +163,13 @@ class _FailNext:
     mode: FailMode
 
 
+@dataclass
+class _NextDrill:
+    operation: str
+    error: str
+    remaining: int
+
+
 class FaultPlan:
     """The faults of one emulator. Every setter applies at once to the next request."""
 
@@ -106,8 +181,12 @@ class FaultPlan:
         failure_seed: int = 0,
         default_connect_outcome: str | ConnectOutcome = SUCCEED,
         connect_outcomes: Mapping[tuple[str, str], str | ConnectOutcome] | None = None,
+        store_drills: Mapping[tuple[str, str], str] | None = None,
+        next_drills: Iterable[tuple[str, str, int]] = (),
     ) -> None:
         self._lock = threading.Lock()
+        self._store_drills: dict[tuple[str, str], str] = {}
+        self._next_drills: list[_NextDrill] = []
         self._throttle_default: float | None = None
         self._throttle_per_operation: dict[str, float | None] = {}
         self._buckets: dict[tuple[str, str], _TokenBucket] = {}
@@ -124,6 +203,10 @@ class FaultPlan:
         self.set_default_connect_outcome(default_connect_outcome)
         for (region, store_id), outcome in (connect_outcomes or {}).items():
             self.set_connect_outcome(region, store_id, outcome)
+        for (region, store_id), error in (store_drills or {}).items():
+            self.drill_store(region, store_id, error)
+        for operation, error, count in next_drills:
+            self.drill_next(operation, error, count)
 
     # -- settings --------------------------------------------------------------------------------------
 
@@ -180,8 +263,18 @@ class FaultPlan:
             self._outcomes[(region, store_id)] = parsed
 
     def set_default_connect_outcome(self, outcome: str | ConnectOutcome, error_code: str | None = None) -> None:
-        """How connects end for stores without an outcome of their own."""
+        """How connects end for stores without an outcome of their own.
+
+        A default applies to stores of both types, so its ``ConnectionErrorCode`` must belong to both (e.g.
+        ``NETWORK_ERRORS``); a code of one type (``USER_LOCKED_OUT``) is set per store.
+        """
         parsed = parse_outcome(outcome, error_code)
+        for store_type in (CLOUDHSM, EXTERNAL):
+            problem = outcome_misfit(parsed, store_type)
+            if problem is not None:
+                raise EmulatorConfigError(
+                    f"a default connect outcome applies to every store, but {problem}: set it per store instead"
+                )
         with self._lock:
             self._default_outcome = parsed
 
@@ -190,10 +283,65 @@ class FaultPlan:
         with self._lock:
             return self._outcomes.get((region, store_id), self._default_outcome)
 
+    def outcome_of(self, region: str, store_id: str) -> ConnectOutcome | None:
+        """The outcome set for this one store, if any (not the default)."""
+        with self._lock:
+            return self._outcomes.get((region, store_id))
+
     def forget_store(self, region: str, store_id: str) -> None:
-        """Drop the outcome of a deleted store, so an id reused later starts from the default."""
+        """Drop the outcome and drill of a deleted store, so an id reused later starts from the defaults."""
         with self._lock:
             self._outcomes.pop((region, store_id), None)
+            self._store_drills.pop((region, store_id), None)
+
+    # -- drills ----------------------------------------------------------------------------------------
+
+    def drill_store(self, region: str, store_id: str, error: str | None) -> None:
+        """Answer ``error`` to every request on the store whose operation documents it; None clears the drill.
+
+        The caller checks that ``error`` belongs to the store's type (``store_drill_misfit``).
+        """
+        if error is not None:
+            check_store_drill(error)
+        with self._lock:
+            if error is None:
+                self._store_drills.pop((region, store_id), None)
+            else:
+                self._store_drills[(region, store_id)] = error
+
+    def store_drill(self, region: str, store_id: str) -> str | None:
+        """The drill set on one store, if any."""
+        with self._lock:
+            return self._store_drills.get((region, store_id))
+
+    def drill_next(self, operation: str, error: str, count: int = 1) -> None:
+        """Answer ``error`` to the next ``count`` requests of ``operation`` for a store of the error's type.
+
+        Successive calls queue up; each request consumes the first matching entry.
+        """
+        check_next_drill(operation, error, count)
+        if count:
+            with self._lock:
+                self._next_drills.append(_NextDrill(operation, error, count))
+
+    def clear_drills(self) -> None:
+        """Drop every drill, per call and per store."""
+        with self._lock:
+            self._store_drills.clear()
+            self._next_drills.clear()
+
+    def take_drill(self, operation: str, region: str, store_id: str | None, store_type: str) -> str | None:
+        """The error a drill answers to this request (one that passed every rule), consuming a per-call drill."""
+        with self._lock:
+            for entry in self._next_drills:
+                if entry.operation == operation and BACKING_ERRORS[entry.error] == store_type:
+                    entry.remaining -= 1
+                    self._next_drills = [e for e in self._next_drills if e.remaining > 0]
+                    return entry.error
+            error = self._store_drills.get((region, store_id)) if store_id is not None else None
+            if error is not None and error in documented_errors(operation):
+                return error
+            return None
 
     # -- per request -----------------------------------------------------------------------------------
 
@@ -234,4 +382,10 @@ class FaultPlan:
                 "connect_outcomes": {
                     f"{region}/{store_id}": str(outcome) for (region, store_id), outcome in self._outcomes.items()
                 },
+                "store_drills": {
+                    f"{region}/{store_id}": error for (region, store_id), error in self._store_drills.items()
+                },
+                "drill_next": [
+                    {"operation": e.operation, "error": e.error, "count": e.remaining} for e in self._next_drills
+                ],
             }

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .errors import validation_error
+from .store import CLOUDHSM, EXTERNAL
 
 TARGET_PREFIX = "TrentService"
 
@@ -68,6 +69,95 @@ def connection_error_codes() -> tuple[str, ...]:
 def model_operations() -> frozenset[str]:
     """Every operation in the KMS model, implemented here or not."""
     return frozenset(service_model()["operations"])
+
+
+def documented_errors(operation: str) -> tuple[str, ...]:
+    """The errors the model lists for ``operation``, in model order."""
+    return tuple(error["shape"] for error in service_model()["operations"][operation].get("errors", ()))
+
+
+def error_status(error: str) -> int:
+    """The HTTP status of a modeled error: its ``httpStatusCode`` if given, else 500 for a fault, 400 otherwise."""
+    definition = shape(error)
+    status = definition.get("error", {}).get("httpStatusCode")
+    if isinstance(status, int):
+        return status
+    return 500 if definition.get("fault") else 400
+
+
+@functools.cache
+def error_message(error: str) -> str:
+    """The first paragraph of the model's documentation of ``error`` as plain text: the message a drill answers."""
+    documentation = str(shape(error).get("documentation", ""))
+    for paragraph in re.findall(r"<p>(.*?)</p>", documentation, re.S):
+        text = " ".join(re.sub(r"<[^>]+>", "", paragraph).split())
+        if text:
+            return text
+    return error
+
+
+# Which store types each ConnectionErrorCode belongs to, as the model's documentation of
+# CustomKeyStoresListEntry.ConnectionErrorCode groups them under "All custom key stores", "CloudHSM key stores"
+# and "External key stores" (INVALID_CREDENTIALS is listed under both types).
+_ANY_TYPE = frozenset({CLOUDHSM, EXTERNAL})
+_CONNECTION_ERROR_CODE_TYPES: dict[str, frozenset[str]] = {
+    "INTERNAL_ERROR": _ANY_TYPE,
+    "NETWORK_ERRORS": _ANY_TYPE,
+    "INVALID_CREDENTIALS": _ANY_TYPE,
+    **dict.fromkeys(
+        (
+            "CLUSTER_NOT_FOUND",
+            "INSUFFICIENT_CLOUDHSM_HSMS",
+            "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET",
+            "SUBNET_NOT_FOUND",
+            "USER_LOCKED_OUT",
+            "USER_LOGGED_IN",
+            "USER_NOT_FOUND",
+        ),
+        frozenset({CLOUDHSM}),
+    ),
+    **dict.fromkeys(
+        (
+            "XKS_PROXY_ACCESS_DENIED",
+            "XKS_PROXY_INVALID_CONFIGURATION",
+            "XKS_PROXY_INVALID_RESPONSE",
+            "XKS_PROXY_INVALID_TLS_CONFIGURATION",
+            "XKS_PROXY_NOT_REACHABLE",
+            "XKS_PROXY_TIMED_OUT",
+            "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION",
+            "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND",
+        ),
+        frozenset({EXTERNAL}),
+    ),
+}
+
+
+def error_code_store_types(code: str) -> frozenset[str]:
+    """The store types a ``ConnectionErrorCode`` belongs to (both, for a code newer than this table)."""
+    return _CONNECTION_ERROR_CODE_TYPES.get(code, _ANY_TYPE)
+
+
+#: Documented errors of the custom key store operations whose cause lies outside KMS, in the CloudHSM cluster or
+#: the external key store proxy, so no rule of the emulator can produce them: drills answer them. Each belongs to
+#: the store type whose backing it describes. (The "in use" errors are not here: the emulator's rules answer them.)
+BACKING_ERRORS: Mapping[str, str] = {
+    "CloudHsmClusterNotFoundException": CLOUDHSM,
+    "CloudHsmClusterNotActiveException": CLOUDHSM,
+    "CloudHsmClusterInvalidConfigurationException": CLOUDHSM,
+    "CloudHsmClusterNotRelatedException": CLOUDHSM,
+    "IncorrectTrustAnchorException": CLOUDHSM,
+    "XksProxyUriUnreachableException": EXTERNAL,
+    "XksProxyIncorrectAuthenticationCredentialException": EXTERNAL,
+    "XksProxyInvalidResponseException": EXTERNAL,
+    "XksProxyInvalidConfigurationException": EXTERNAL,
+    "XksProxyVpcEndpointServiceNotFoundException": EXTERNAL,
+    "XksProxyVpcEndpointServiceInvalidConfigurationException": EXTERNAL,
+}
+
+
+def drillable_errors(operation: str) -> tuple[str, ...]:
+    """The backing errors the model documents for ``operation`` (none for Describe, Disconnect and Delete)."""
+    return tuple(error for error in documented_errors(operation) if error in BACKING_ERRORS)
 
 
 def input_shape_name(operation: str) -> str:

@@ -29,8 +29,8 @@ from typing import Any
 from kms_connection.states import ConnectionState
 
 from .errors import EmulatorConfigError, EmulatorStateError, KmsError
-from .faults import parse_outcome
-from .model import check_value, connection_error_codes
+from .faults import outcome_misfit, parse_outcome
+from .model import check_value, connection_error_codes, error_code_store_types
 from .store import CLOUDHSM, EXTERNAL, ConnectOutcome, StoreRecord, settled, store_fields
 
 DEFAULT_REGION = "us-east-1"
@@ -134,6 +134,11 @@ def _entry(item: object, where: str, created_at: float) -> SeedEntry:
         raise EmulatorStateError(
             f"{where}: ConnectionState FAILED needs a ConnectionErrorCode, one of {', '.join(connection_error_codes())}"
         )
+    if error_code is not None and store_type not in error_code_store_types(error_code):
+        types = " and ".join(sorted(error_code_store_types(error_code)))
+        raise EmulatorStateError(
+            f"{where}: ConnectionErrorCode {error_code} belongs to {types} stores, not {store_type}"
+        )
     if state is not ConnectionState.FAILED and error_code is not None:
         raise EmulatorStateError(f"{where}: ConnectionErrorCode is valid only with ConnectionState FAILED")
     outcome = None
@@ -142,6 +147,9 @@ def _entry(item: object, where: str, created_at: float) -> SeedEntry:
             outcome = parse_outcome(str(item["ConnectOutcome"]))
         except EmulatorConfigError as error:
             raise EmulatorStateError(f"{where}: ConnectOutcome: {error}") from None
+        problem = outcome_misfit(outcome, store_type)
+        if problem is not None:
+            raise EmulatorStateError(f"{where}: ConnectOutcome: {problem}")
     creation = item.get("CreationDate", created_at)
     if isinstance(creation, bool) or not isinstance(creation, int | float):
         raise EmulatorStateError(f"{where}: CreationDate must be epoch seconds")

@@ -20,13 +20,14 @@ from . import persistence
 from .calls import DROPPED, OK, Call, CallLog
 from .clock import Clock
 from .errors import EmulatorConfigError, EmulatorStateError, KmsError
-from .faults import DropConnection, FaultPlan
-from .model import connection_error_codes, validate_input
+from .faults import DropConnection, FaultPlan, drill_error, outcome_misfit, parse_outcome, store_drill_misfit
+from .model import connection_error_codes, error_code_store_types, validate_input
 from .seeding import DEFAULT_REGION, SeedSource, read_seed
 from .store import (
     CLOUDHSM,
     EXTERNAL,
     PUBLIC_ENDPOINT,
+    ConnectOutcome,
     Phase,
     StoreRecord,
     StoreRegistry,
@@ -45,12 +46,25 @@ _MUTATING = frozenset(
     }
 )
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+# Update members that only name the store: an update of these alone reaches neither the cluster nor the proxy.
+_NAMING_MEMBERS = frozenset({"CustomKeyStoreId", "NewCustomKeyStoreName"})
 
 
 def _non_negative(name: str, value: float) -> float:
     if value < 0:
         raise EmulatorConfigError(f"{name} cannot be negative (got {value!r})")
     return float(value)
+
+
+def _raise_misfit(
+    region: str, store_id: str, store_type: str, outcome: ConnectOutcome | None, drill: str | None
+) -> None:
+    for problem in (
+        outcome_misfit(outcome, store_type) if outcome is not None else None,
+        store_drill_misfit(drill, store_type) if drill is not None else None,
+    ):
+        if problem is not None:
+            raise EmulatorConfigError(f"custom key store {store_id} in {region}: {problem}")
 
 
 class KmsService:
@@ -90,6 +104,8 @@ class KmsService:
             for record in loaded or ():
                 self.registry.insert(record)
         self._apply_seed()
+        # Outcomes and drills given at construction name stores that exist only now (seeds, the state file).
+        self._check_drills_fit()
 
     # -- settings --------------------------------------------------------------------------------------
 
@@ -167,20 +183,32 @@ class KmsService:
         checkpoint = registry.checkpoint()
         response: dict[str, Any] = {}
         changed = True
+        # Whether the request reaches the store's CloudHSM cluster or proxy, where a drill's cause lies.
+        reaches_backing = False
         store_id = params.get("CustomKeyStoreId", "")
         if operation == "CreateCustomKeyStore":
             record = registry.create(region, params, now, self._wall())
             response = {"CustomKeyStoreId": record.store_id}
+            reaches_backing = True
         elif operation == "ConnectCustomKeyStore":
             outcome = self.faults.connect_outcome(region, store_id)
-            changed = registry.connect(region, store_id, now, self._connect_seconds, outcome)
+            changed = reaches_backing = registry.connect(region, store_id, now, self._connect_seconds, outcome)
         elif operation == "DisconnectCustomKeyStore":
             registry.disconnect(region, store_id, now, self._disconnect_seconds)
         elif operation == "UpdateCustomKeyStore":
             registry.update(region, store_id, params, now)
+            reaches_backing = any(value is not None for name, value in params.items() if name not in _NAMING_MEMBERS)
         else:
             registry.delete(region, store_id, now)
             self.faults.forget_store(region, store_id)
+        if reaches_backing:
+            store_type = params.get("CustomKeyStoreType") or CLOUDHSM
+            if operation != "CreateCustomKeyStore":
+                store_type = registry.get(region, store_id).store_type
+            error = self.faults.take_drill(operation, region, store_id or None, store_type)
+            if error is not None:
+                registry.restore(checkpoint)
+                raise drill_error(error)
         if changed:
             try:
                 self._save(now)
@@ -207,8 +235,14 @@ class KmsService:
         if store_type not in (CLOUDHSM, EXTERNAL):
             raise EmulatorConfigError(f"store_type must be {CLOUDHSM} or {EXTERNAL} (got {store_type!r})")
         state = self._state(connection_state)
+        if error_code is not None and store_type not in error_code_store_types(error_code):
+            types = " and ".join(sorted(error_code_store_types(error_code)))
+            raise EmulatorConfigError(f"ConnectionErrorCode {error_code} belongs to {types} stores, not {store_type}")
         with self.lock:
             now = self.clock.now()
+            if store_id is not None:
+                # An outcome or drill set earlier for this id must fit the store it now names.
+                self._check_fits(region, store_id, store_type)
             new_id = store_id or self.registry.fresh_id()
             fields: dict[str, Any]
             if store_type == CLOUDHSM:
@@ -243,6 +277,33 @@ class KmsService:
             self._save(now)
             return new_id
 
+    def set_connect_outcome(
+        self, region: str, store_id: str, outcome: str | ConnectOutcome, error_code: str | None = None
+    ) -> None:
+        """How connects of one store end; ``EmulatorConfigError`` for a code of the other store type."""
+        parsed = parse_outcome(outcome, error_code)
+        with self.lock:
+            self.check_fits(region, store_id, outcome=parsed)
+            self.faults.set_connect_outcome(region, store_id, parsed)
+
+    def drill_store(self, region: str, store_id: str, error: str | None) -> None:
+        """Set (or, with None, clear) one store's drill; ``EmulatorConfigError`` for an error of the other type."""
+        with self.lock:
+            if error is not None:
+                self.check_fits(region, store_id, drill=error)
+            self.faults.drill_store(region, store_id, error)
+
+    def check_fits(
+        self, region: str, store_id: str, outcome: ConnectOutcome | None = None, drill: str | None = None
+    ) -> None:
+        """Raise ``EmulatorConfigError`` if an outcome or drill for a store does not belong to its type.
+
+        A store that does not exist yet is checked when it does (``create_store``, seeds, a state file).
+        """
+        record = self.registry.find(region, store_id)
+        if record is not None:
+            _raise_misfit(region, store_id, record.store_type, outcome, drill)
+
     def state_of(self, store_id: str, region: str = DEFAULT_REGION) -> Phase:
         """The true phase of a store now, ignoring the consistency lag; ``KmsError`` if there is none."""
         with self.lock:
@@ -275,6 +336,7 @@ class KmsService:
             self._connect_seconds, self._disconnect_seconds, self.registry.consistency_lag = self._initial
             self.call_log.clear()
             self._apply_seed(force_save=True)
+            self._check_drills_fit()
 
     # -- internals -------------------------------------------------------------------------------------
 
@@ -286,6 +348,14 @@ class KmsService:
             raise EmulatorConfigError(
                 f"unknown connection state {value!r}: one of {', '.join(s.value for s in ConnectionState)}"
             ) from None
+
+    def _check_fits(self, region: str, store_id: str, store_type: str) -> None:
+        outcome, drill = self.faults.outcome_of(region, store_id), self.faults.store_drill(region, store_id)
+        _raise_misfit(region, store_id, store_type, outcome, drill)
+
+    def _check_drills_fit(self) -> None:
+        for record in self.registry.all_stores():
+            self._check_fits(record.region, record.store_id, record.store_type)
 
     def _initial_phase(
         self, region: str, store_id: str, state: ConnectionState, error_code: str | None, now: float
