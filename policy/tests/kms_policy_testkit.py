@@ -40,7 +40,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deserialize_properties
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 POLICY_DIR = Path(__file__).resolve().parents[1]
@@ -68,7 +68,9 @@ __all__ = [
     "analyze_all",
     "analyze_request",
     "analyze_stack_request",
+    "annotate_secrets",
     "as_analyzed",
+    "as_secret",
     "checked_inputs",
     "configure_like_the_cli",
     "connection_args",
@@ -78,6 +80,7 @@ __all__ = [
     "record_registrations",
     "registrations_of_program_file",
     "remedy",
+    "reveal_secrets",
     "serving_policy_pack",
     "set_args",
     "stack_args",
@@ -126,9 +129,12 @@ def as_config(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if config is None else json_format.MessageToDict(struct(config))
 
 
-def default_options() -> PolicyResourceOptions:
-    """The options ``_get_resource_options`` builds for a request without options."""
-    return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+def default_options(additional_secret_outputs: Sequence[str] = ()) -> PolicyResourceOptions:
+    """The options ``_get_resource_options`` builds for a request without options (but for
+    ``additionalSecretOutputs``)."""
+    return PolicyResourceOptions(
+        False, [], None, [], PolicyCustomTimeouts(0, 0, 0), list(additional_secret_outputs), None
+    )
 
 
 def connection_args(
@@ -138,13 +144,14 @@ def connection_args(
     stack: str = "prod",
     config: Mapping[str, Any] | None = None,
     resource_type: str = policies.CONNECTION_TYPE,
+    additional_secret_outputs: Sequence[str] = (),
 ) -> ResourceValidationArgs:
     return ResourceValidationArgs(
         resource_type,
         as_analyzed(props),
         urn(resource_type, name, stack),
         name,
-        default_options(),
+        default_options(additional_secret_outputs),
         None,
         as_config(config),
         {},
@@ -203,9 +210,12 @@ def policy(name: str, stack: str = "prod") -> Policy:
     return found
 
 
-def validate(policy_: Policy, args: ResourceValidationArgs | StackValidationArgs) -> Violations:
-    """Call the policy as the analyzer server does; the pack's validations are synchronous."""
-    violations = Violations()
+def validate(
+    policy_: Policy, args: ResourceValidationArgs | StackValidationArgs, violations: Violations | None = None
+) -> Violations:
+    """Call the policy as the analyzer server does (the pack's validations are synchronous), recording violations
+    in ``violations`` (a new recorder by default), which keeps them when the policy defers by raising."""
+    violations = Violations() if violations is None else violations
     if isinstance(policy_, ResourceValidationPolicy):
         assert isinstance(args, ResourceValidationArgs)
         result = policy_.validate(args, violations)
@@ -221,12 +231,14 @@ def validate(policy_: Policy, args: ResourceValidationArgs | StackValidationArgs
 
 class Registration(NamedTuple):
     """A resource as the program registered it: its inputs as they went over the wire (unknowns as the engine's
-    sentinel), and for each input the resources, as (type, name), it was computed from."""
+    sentinel, secrets marked as secrets), for each input the resources, as (type, name), it was computed from, and
+    the outputs its ``additional_secret_outputs`` option names."""
 
     type: str
     name: str
     inputs: dict[str, Any]
     property_dependencies: Mapping[str, Sequence[tuple[str, str]]] = MappingProxyType({})
+    additional_secret_outputs: Sequence[str] = ()
 
 
 class _RecordingMonitor(MockMonitor):
@@ -246,6 +258,7 @@ class _RecordingMonitor(MockMonitor):
                         for key, deps in request.propertyDependencies.items()
                         if deps.urns
                     },
+                    tuple(request.additionalSecretOutputs),
                 )
             )
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -262,31 +275,87 @@ class ObservedState(NamedTuple):
     connection_error_code: str | None = None
 
 
+def as_secret(value: Any) -> dict[str, Any]:
+    """``value`` marked as a secret, as the engine sends it (``MarshalOptions{KeepSecrets: true}``)."""
+    return {SPECIAL_SIG_KEY: SPECIAL_SECRET_SIG, "value": value}
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SPECIAL_SIG_KEY) == SPECIAL_SECRET_SIG
+
+
+def _contains_secret(value: Any) -> bool:
+    if _is_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(_contains_secret(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_contains_secret(item) for item in value)
+    return False
+
+
+def reveal_secrets(value: Any) -> Any:
+    """``value`` without secret marks: what the engine sends a provider that does not accept secrets, as the
+    Python dynamic provider server does not (``acceptSecrets: False``)."""
+    if _is_secret(value):
+        return reveal_secrets(value["value"])
+    if isinstance(value, dict):
+        return {key: reveal_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [reveal_secrets(item) for item in value]
+    return value
+
+
+def annotate_secrets(outs: Mapping[str, Any], ins: Mapping[str, Any]) -> dict[str, Any]:
+    """``outs`` with the secret marks of ``ins`` restored, as the engine does for a provider that does not accept
+    secrets (pulumi/pulumi ``annotateSecrets``): a property that contains a secret in ``ins`` is secret as a whole
+    in ``outs``, except that objects on both sides are annotated key by key."""
+    annotated = dict(outs)
+    for key, in_value in ins.items():
+        if key not in annotated:
+            continue
+        out_value = annotated[key]
+        if isinstance(out_value, dict) and isinstance(in_value, dict) and not _is_secret(in_value):
+            if not _is_secret(out_value):
+                annotated[key] = annotate_secrets(out_value, in_value)
+        elif not _is_secret(out_value) and _contains_secret(in_value):
+            annotated[key] = as_secret(out_value)
+    return annotated
+
+
 def checked_inputs(resource_type: str, inputs: Mapping[str, Any], default_region: str) -> dict[str, Any]:
     """What the provider's ``check`` makes of a dynamic resource's inputs (defaults filled in, values canonical,
-    unknowns kept): the engine analyzes these, and they are the outputs of a resource created in a preview.
-    Inputs ``check`` refuses fail the test, since the engine would stop there. Other types pass unchanged."""
+    unknowns kept, secrets marked again by the engine): the engine analyzes these, and they are the outputs of a
+    resource created in a preview. Inputs ``check`` refuses fail the test, since the engine would stop there.
+    Other types pass unchanged."""
     if resource_type not in policies.CONNECTION_TYPES:
         return dict(inputs)
     check = check_inputs if resource_type == policies.CONNECTION_TYPE else check_set_inputs
-    checked, failures = check(inputs, default_region, is_unknown)
+    checked, failures = check(reveal_secrets(inputs), default_region, is_unknown)
     assert not failures, f"{resource_type}: check refuses the inputs {dict(inputs)}: {failures}"
-    return {key: value for key, value in checked.items() if value is not None}
+    return annotate_secrets({key: value for key, value in checked.items() if value is not None}, inputs)
 
 
 class SimulatedProviders(pulumi.runtime.Mocks):
     """What the engine's state would hold after each step, with the property keys the engine uses.
 
-    pulumi-aws gives a store an id (unknown in a preview, when it is being created). The dynamic resources' outputs
-    come from their provider's own ``check`` and output functions; each store reports the state given for its id in
-    ``observed``, else the desired one. A preview creates nothing, so nothing is observed."""
+    pulumi-aws gives a store an id: unknown in a preview, when it is being created, unless the store is one of
+    ``existing`` (resource names), whose ids are known. The dynamic resources' outputs come from their provider's
+    own ``check`` and output functions; each store reports the state given for its id in ``observed``, else the
+    desired one. A preview creates nothing, so nothing is observed."""
 
     def __init__(
-        self, *, preview: bool, observed: Mapping[str, ObservedState] | None = None, region: str = "eu-west-1"
+        self,
+        *,
+        preview: bool,
+        observed: Mapping[str, ObservedState] | None = None,
+        region: str = "eu-west-1",
+        existing: Iterable[str] = (),
     ) -> None:
         self.preview = preview
         self.observed = dict(observed or {})
         self.region = region
+        self.existing = frozenset(existing)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         outputs = self.outputs(args.typ, args.name, args.inputs)
@@ -304,18 +373,19 @@ class SimulatedProviders(pulumi.runtime.Mocks):
         if resource_type == policies.KEY_STORE_TYPE:
             return {
                 **inputs,
-                "id": UNKNOWN if self.preview else store_id(name),
+                "id": UNKNOWN if self.preview and name not in self.existing else store_id(name),
                 "customKeyStoreType": inputs.get("customKeyStoreType", "AWS_CLOUDHSM"),
             }
         checked = checked_inputs(resource_type, inputs, self.region)
         if resource_type not in policies.CONNECTION_TYPES or self.preview:
             return checked
+        plain = reveal_secrets(checked)
         if resource_type == policies.CONNECTION_TYPE:
-            result = outputs(checked, self._observe(checked["custom_key_store_id"], checked["desired_state"]))
+            result = outputs(plain, self._observe(plain["custom_key_store_id"], plain["desired_state"]))
         else:
-            ids = checked["custom_key_store_ids"]
-            result = set_outputs(checked, {sid: self._observe(sid, checked["desired_state"]) for sid in ids})
-        return {key: value for key, value in result.items() if value is not None}
+            ids = plain["custom_key_store_ids"]
+            result = set_outputs(plain, {sid: self._observe(sid, plain["desired_state"]) for sid in ids})
+        return annotate_secrets({key: value for key, value in result.items() if value is not None}, inputs)
 
     def _observe(self, store: str, desired_state: str) -> KeyStore:
         observed = self.observed.get(store, ObservedState(desired_state))
@@ -475,17 +545,21 @@ def analyze_request(
         name=registration.name,
         urn=urn(registration.type, registration.name, stack),
         properties=struct({k: v for k, v in inputs.items() if not k.startswith("__")}),
-        options=proto.AnalyzerResourceOptions(),
+        options=proto.AnalyzerResourceOptions(additionalSecretOutputs=registration.additional_secret_outputs),
     )
 
 
 def analyze_stack_request(
     registrations: Sequence[Registration], providers: SimulatedProviders, *, stack: str = "prod"
 ) -> proto.AnalyzeStackRequest:
-    """``AnalyzeStack`` for the registrations: each resource's outputs, dependencies and property dependencies."""
+    """``AnalyzeStack`` for the registrations: each resource's outputs (those its ``additional_secret_outputs``
+    names marked secret, as the engine stores them), dependencies and property dependencies."""
     resources = []
     for registration in registrations:
         outputs = providers.outputs(registration.type, registration.name, registration.inputs)
+        for key in registration.additional_secret_outputs:
+            if key in outputs and not _is_secret(outputs[key]):
+                outputs[key] = as_secret(outputs[key])
         property_dependencies = {
             key: [urn(dep_type, dep_name, stack) for dep_type, dep_name in deps]
             for key, deps in registration.property_dependencies.items()
@@ -496,7 +570,7 @@ def analyze_stack_request(
                 name=registration.name,
                 urn=urn(registration.type, registration.name, stack),
                 properties=struct({k: v for k, v in outputs.items() if not k.startswith("__")}),
-                options=proto.AnalyzerResourceOptions(),
+                options=proto.AnalyzerResourceOptions(additionalSecretOutputs=registration.additional_secret_outputs),
                 dependencies=sorted({u for urns in property_dependencies.values() for u in urns}),
                 propertyDependencies={
                     key: proto.AnalyzerPropertyDependencies(urns=urns) for key, urns in property_dependencies.items()
