@@ -4,8 +4,18 @@ Only builds the pack: ``PolicyPack()`` starts the analyzer server and blocks. Th
 ``kms_connection_policies``, importable on its own by tests.
 """
 
-from kms_connection_policies import PACK_NAME, build_policies
+import sys
+
+from kms_connection_policies import PACK_NAME, build_policies, track_secret_values
 from pulumi_policy import EnforcementLevel, PolicyPack
+
+if not track_secret_values():
+    # The CLI logs a policy pack's stderr; the pack still runs, redacting only additional_secret_outputs.
+    print(
+        f"{PACK_NAME}: this pulumi-policy's analyzer server is not the one the pack was written for (1.21): "
+        "violation messages cannot redact values the program marked secret.",
+        file=sys.stderr,
+    )
 
 PolicyPack(
     name=PACK_NAME,

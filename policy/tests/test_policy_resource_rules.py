@@ -7,7 +7,7 @@ import contextvars
 import pulumi
 import pulumi.runtime
 import pytest
-from kms_policy_testkit import UNKNOWN, connection_args, policies, policy, set_args, validate
+from kms_policy_testkit import UNKNOWN, Violations, connection_args, policies, policy, set_args, validate
 from pulumi_policy import EnforcementLevel, StackValidationPolicy
 from pulumi_policy.proxy import UnknownValueError
 
@@ -160,13 +160,101 @@ def test_desired_connected_allow_list_does_not_cover_other_key_stores() -> None:
     assert len(validate(policy(DESIRED_CONNECTED), args).reported) == 1
 
 
-def test_desired_connected_defers_a_disconnected_connection_whose_store_id_is_unknown() -> None:
-    args = connection_args({"custom_key_store_id": UNKNOWN, "desired_state": "DISCONNECTED"})
+def test_desired_connected_reports_a_disconnected_connection_at_once_when_no_store_is_allow_listed() -> None:
+    # With an empty allow-list (the default) the unknown id of a store being created cannot change the verdict.
+    args = connection_args({"custom_key_store_id": UNKNOWN, "desired_state": "DISCONNECTED"}, name="ledger")
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert "'ledger'" in message and "key store (known once the key store exists)" in message
+    assert "desired_state='CONNECTED'" in message
+
+
+def test_desired_connected_defers_an_unknown_store_id_that_the_allow_list_could_hold() -> None:
+    args = connection_args(
+        {"custom_key_store_id": UNKNOWN, "desired_state": "DISCONNECTED"}, config={"allowedKeyStores": [STORE]}
+    )
 
     with pytest.raises(UnknownValueError) as deferred:
         validate(policy(DESIRED_CONNECTED), args)
 
     assert deferred.value.props == ["custom_key_store_id"]
+    assert deferred.value.message.startswith("waits for custom_key_store_id of CustomKeyStoreConnection 'conn' ")
+    assert f"allowedKeyStores ({STORE})" in deferred.value.message
+
+
+def test_desired_connected_defers_an_unknown_desired_state_naming_it() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "desired_state": UNKNOWN})
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(DESIRED_CONNECTED), args)
+
+    assert deferred.value.props == ["desired_state"]
+    assert deferred.value.message.startswith("waits for desired_state of CustomKeyStoreConnection 'conn' ")
+
+
+def test_desired_connected_passes_an_unknown_desired_state_when_every_store_is_allow_listed() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "desired_state": UNKNOWN}, config={"allowedKeyStores": [STORE]}
+    )
+
+    assert validate(policy(DESIRED_CONNECTED), args).reported == []
+
+
+def test_desired_connected_does_not_read_an_unknown_desired_state_in_an_unprotected_stack() -> None:
+    args = connection_args({"custom_key_store_id": UNKNOWN, "desired_state": UNKNOWN}, stack="dev")
+
+    assert validate(policy(DESIRED_CONNECTED, stack="dev"), args).reported == []
+
+
+def test_desired_connected_reports_a_connection_without_a_store_id() -> None:
+    args = connection_args({"desired_state": "DISCONNECTED"})
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert "for no key store (custom_key_store_id is not set)" in message
+    assert "name the key store in custom_key_store_id" in message
+
+
+def test_desired_connected_reports_an_empty_store_id() -> None:
+    args = connection_args({"custom_key_store_id": "  ", "desired_state": "DISCONNECTED"})
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert "for key store '  ' (not a key store id)" in message
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [(1234, "1234"), ([STORE], f'["{STORE}"]'), ({"id": STORE}, f'{{"id": "{STORE}"}}'), (True, "true")],
+    ids=["number", "list", "object", "boolean"],
+)
+def test_desired_connected_shows_a_store_id_of_the_wrong_type_as_written(written: object, shown: str) -> None:
+    args = connection_args({"custom_key_store_id": written, "desired_state": "DISCONNECTED"})
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert f"for key store {shown} (not a key store id)" in message
+    assert "Proxy" not in message and "None" not in message
+
+
+def test_desired_connected_shows_a_desired_state_of_the_wrong_type_as_written() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "desired_state": ["DISCONNECTED"]})
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert 'desired_state=["DISCONNECTED"] for key store' in message and "Proxy" not in message
+
+
+def test_desired_connected_redacts_values_named_by_additional_secret_outputs() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "desired_state": "DISCONNECTED"},
+        additional_secret_outputs=["custom_key_store_id"],
+    )
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert STORE not in message and "key store [secret]" in message
 
 
 def test_desired_connected_decides_a_connected_connection_without_its_unknown_store_id() -> None:
@@ -232,11 +320,32 @@ def test_retain_on_delete_allows_an_allow_listed_key_store() -> None:
     assert validate(policy(RETAIN_ON_DELETE), args).reported == []
 
 
-def test_retain_on_delete_defers_when_the_store_id_is_unknown() -> None:
-    args = connection_args({"custom_key_store_id": UNKNOWN, "on_delete": "disconnect"})
+def test_retain_on_delete_reports_the_default_at_once_when_the_store_id_is_unknown() -> None:
+    # The most common shape of a new store in a production stack: its connection, with the default on_delete.
+    args = connection_args({"custom_key_store_id": UNKNOWN}, name="ledger-connection")
 
-    with pytest.raises(UnknownValueError):
+    (message,) = validate(policy(RETAIN_ON_DELETE), args).messages
+
+    assert "'ledger-connection'" in message and "on_delete='disconnect'" in message
+    assert "key store (known once the key store exists)" in message
+
+
+def test_retain_on_delete_defers_an_unknown_store_id_that_the_allow_list_could_hold() -> None:
+    args = connection_args({"custom_key_store_id": UNKNOWN}, config={"allowedKeyStores": [STORE]})
+
+    with pytest.raises(UnknownValueError) as deferred:
         validate(policy(RETAIN_ON_DELETE), args)
+
+    assert deferred.value.props == ["custom_key_store_id"]
+    assert "waits for custom_key_store_id of CustomKeyStoreConnection 'conn'" in deferred.value.message
+
+
+def test_retain_on_delete_reports_a_connection_without_a_store_id() -> None:
+    args = connection_args({"on_delete": "disconnect"})
+
+    (message,) = validate(policy(RETAIN_ON_DELETE), args).messages
+
+    assert "for no key store (custom_key_store_id is not set)" in message
 
 
 # --- connection-timeouts-within-bounds --------------------------------------------------------------------------
@@ -248,13 +357,48 @@ def test_timeouts_pass_the_provider_defaults() -> None:
     assert validate(policy(TIMEOUTS), args).reported == []
 
 
-def test_timeouts_report_a_connect_timeout_shorter_than_a_cloudhsm_connect() -> None:
-    args = connection_args({"custom_key_store_id": STORE, "connect_timeout_seconds": 600}, name="payments")
+def test_timeouts_report_a_connect_timeout_below_the_default_minimum() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "connect_timeout_seconds": 30}, name="payments")
 
     (message,) = validate(policy(TIMEOUTS), args).messages
 
     assert "'payments'" in message and STORE in message
+    assert "connect_timeout_seconds=30 s" in message and "60..7200 s" in message
+
+
+@pytest.mark.parametrize("seconds", [120, 300], ids=["local-xks", "local-hsm"])
+def test_timeouts_default_bounds_pass_the_connect_timeouts_of_the_local_stack(seconds: int) -> None:
+    args = connection_args({"custom_key_store_id": STORE, "connect_timeout_seconds": seconds})
+
+    assert validate(policy(TIMEOUTS), args).reported == []
+
+
+def test_timeouts_report_a_connect_timeout_shorter_than_a_cloudhsm_connect_when_configured() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "connect_timeout_seconds": 600}, config={"minConnectTimeoutSeconds": 1200}
+    )
+
+    (message,) = validate(policy(TIMEOUTS), args).messages
+
     assert "connect_timeout_seconds=600 s" in message and "1200..7200 s" in message
+
+
+def test_timeouts_give_the_connect_reason_for_the_connect_timeout() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "connect_timeout_seconds": 30})
+
+    (message,) = validate(policy(TIMEOUTS), args).messages
+
+    assert "still connecting (a CloudHSM key store can take about 20 minutes" in message
+    assert "disconnecting" not in message
+
+
+def test_timeouts_give_the_disconnect_reason_for_the_disconnect_timeout() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "disconnect_timeout_seconds": 7200})
+
+    (message,) = validate(policy(TIMEOUTS), args).messages
+
+    assert "still disconnecting" in message and "a store that will not disconnect" in message
+    assert "still connecting" not in message and "CloudHSM" not in message
 
 
 def test_timeouts_report_a_disconnect_timeout_above_the_bound() -> None:
@@ -300,7 +444,7 @@ def test_timeouts_report_a_timeout_that_is_not_a_number() -> None:
 
 
 def test_timeouts_name_an_unknown_store_id_without_failing() -> None:
-    args = connection_args({"custom_key_store_id": UNKNOWN, "connect_timeout_seconds": 60})
+    args = connection_args({"custom_key_store_id": UNKNOWN, "connect_timeout_seconds": 30})
 
     (message,) = validate(policy(TIMEOUTS), args).messages
 
@@ -313,6 +457,21 @@ def test_timeouts_defer_a_timeout_unknown_during_preview() -> None:
     with pytest.raises(UnknownValueError) as deferred:
         validate(policy(TIMEOUTS), args)
 
+    assert deferred.value.props == ["connect_timeout_seconds"]
+    assert deferred.value.message.startswith("waits for connect_timeout_seconds of CustomKeyStoreConnection")
+
+
+def test_timeouts_report_a_known_timeout_out_of_bounds_before_deferring_an_unknown_one() -> None:
+    args = connection_args(
+        {"custom_key_store_id": STORE, "connect_timeout_seconds": UNKNOWN, "disconnect_timeout_seconds": 5}
+    )
+    violations = Violations()
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(TIMEOUTS), args, violations)
+
+    (message,) = violations.messages
+    assert "disconnect_timeout_seconds=5 s" in message
     assert deferred.value.props == ["connect_timeout_seconds"]
 
 
@@ -371,13 +530,45 @@ def test_set_desired_connected_decides_a_connected_set_without_its_unknown_store
     assert validate(policy(DESIRED_CONNECTED), args).reported == []
 
 
-def test_set_desired_connected_defers_a_disconnected_set_whose_store_ids_are_unknown() -> None:
-    args = set_args({"custom_key_store_ids": UNKNOWN, "desired_state": "DISCONNECTED"})
+def test_set_desired_connected_reports_a_disconnected_set_whose_store_ids_are_all_unknown_at_once() -> None:
+    whole = set_args({"custom_key_store_ids": UNKNOWN, "desired_state": "DISCONNECTED"})
+    each = set_args({"custom_key_store_ids": [UNKNOWN, UNKNOWN], "desired_state": "DISCONNECTED"})
+
+    (whole_message,) = validate(policy(DESIRED_CONNECTED), whole).messages
+    (each_message,) = validate(policy(DESIRED_CONNECTED), each).messages
+
+    assert "for key stores (known once the key store exists) in stack" in whole_message
+    assert "for key stores (known once the key store exists) in stack" in each_message
+
+
+def test_set_desired_connected_defers_unknown_store_ids_that_the_allow_list_could_hold() -> None:
+    args = set_args(
+        {"custom_key_store_ids": UNKNOWN, "desired_state": "DISCONNECTED"}, config={"allowedKeyStores": [STORE]}
+    )
 
     with pytest.raises(UnknownValueError) as deferred:
         validate(policy(DESIRED_CONNECTED), args)
 
     assert deferred.value.props == ["custom_key_store_ids"]
+
+
+def test_set_desired_connected_reports_an_empty_list_of_store_ids() -> None:
+    args = set_args({"custom_key_store_ids": [], "desired_state": "DISCONNECTED"}, config={"allowedKeyStores": [STORE]})
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert "for no key store (custom_key_store_ids is an empty list)" in message
+    assert "name the key stores in custom_key_store_ids" in message
+
+
+def test_set_desired_connected_shows_store_ids_of_the_wrong_shape_as_written() -> None:
+    args = set_args({"custom_key_store_ids": [STORE, 42, None, [OTHER_STORE]], "desired_state": "DISCONNECTED"})
+
+    (message,) = validate(policy(DESIRED_CONNECTED), args).messages
+
+    assert f"for key stores {STORE} and 42 (not a key store id) and (not set) (not a key store id) and " in message
+    assert f'["{OTHER_STORE}"] (not a key store id) in stack' in message
+    assert "Proxy" not in message
 
 
 def test_set_desired_connected_defers_when_only_an_unknown_store_id_could_be_outside_the_allow_list() -> None:
@@ -390,6 +581,7 @@ def test_set_desired_connected_defers_when_only_an_unknown_store_id_could_be_out
         validate(policy(DESIRED_CONNECTED), args)
 
     assert deferred.value.props == ["custom_key_store_ids", "1"]
+    assert deferred.value.message.startswith("waits for custom_key_store_ids[1] of CustomKeyStoreConnectionSet")
 
 
 def test_set_desired_connected_reports_known_stores_at_once_beside_unknown_ones() -> None:
@@ -428,11 +620,31 @@ def test_set_retain_on_delete_allows_a_set_whose_stores_are_all_allow_listed() -
     assert validate(policy(RETAIN_ON_DELETE), args).reported == []
 
 
-def test_set_retain_on_delete_defers_when_the_store_ids_are_unknown() -> None:
+def test_set_retain_on_delete_reports_a_set_of_unknown_store_ids_at_once() -> None:
     args = set_args({"custom_key_store_ids": [UNKNOWN], "on_delete": "disconnect"})
 
-    with pytest.raises(UnknownValueError):
+    (message,) = validate(policy(RETAIN_ON_DELETE), args).messages
+
+    assert "on_delete='disconnect' for key stores (known once the key store exists)" in message
+
+
+def test_set_retain_on_delete_defers_unknown_store_ids_that_the_allow_list_could_hold() -> None:
+    args = set_args(
+        {"custom_key_store_ids": [UNKNOWN], "on_delete": "disconnect"}, config={"allowedKeyStores": [STORE]}
+    )
+
+    with pytest.raises(UnknownValueError) as deferred:
         validate(policy(RETAIN_ON_DELETE), args)
+
+    assert deferred.value.props == ["custom_key_store_ids", "0"]
+
+
+def test_set_retain_on_delete_reports_an_empty_list_of_store_ids() -> None:
+    args = set_args({"custom_key_store_ids": []})
+
+    (message,) = validate(policy(RETAIN_ON_DELETE), args).messages
+
+    assert "for no key store (custom_key_store_ids is an empty list)" in message
 
 
 # --- CustomKeyStoreConnectionSet: connection-timeouts-within-bounds ----------------------------------------------
@@ -449,12 +661,12 @@ def test_set_timeouts_pass_the_provider_defaults_and_the_bounds() -> None:
 
 
 def test_set_timeouts_report_a_short_connect_timeout_naming_the_set_and_its_stores() -> None:
-    args = set_args({"custom_key_store_ids": [STORE, OTHER_STORE], "connect_timeout_seconds": 600}, name="dr")
+    args = set_args({"custom_key_store_ids": [STORE, OTHER_STORE], "connect_timeout_seconds": 30}, name="dr")
 
     (message,) = validate(policy(TIMEOUTS), args).messages
 
     assert message.startswith(f"CustomKeyStoreConnectionSet 'dr' ({args.urn}) for key stores {STORE}, {OTHER_STORE}")
-    assert "connect_timeout_seconds=600 s" in message and "1200..7200 s" in message
+    assert "connect_timeout_seconds=30 s" in message and "60..7200 s" in message
 
 
 def test_set_timeouts_use_the_configured_bounds() -> None:
@@ -466,8 +678,8 @@ def test_set_timeouts_use_the_configured_bounds() -> None:
 
 
 def test_set_timeouts_name_unknown_store_ids_without_failing() -> None:
-    whole = set_args({"custom_key_store_ids": UNKNOWN, "connect_timeout_seconds": 60})
-    partly = set_args({"custom_key_store_ids": [STORE, UNKNOWN], "connect_timeout_seconds": 60})
+    whole = set_args({"custom_key_store_ids": UNKNOWN, "connect_timeout_seconds": 30})
+    partly = set_args({"custom_key_store_ids": [STORE, UNKNOWN], "connect_timeout_seconds": 30})
 
     (whole_message,) = validate(policy(TIMEOUTS), whole).messages
     (partly_message,) = validate(policy(TIMEOUTS), partly).messages

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from kms_policy_testkit import UNKNOWN, policies, policy, remedy, stack_args, stack_resource, urn, validate
+from kms_policy_testkit import (
+    UNKNOWN,
+    Violations,
+    policies,
+    policy,
+    remedy,
+    stack_args,
+    stack_resource,
+    urn,
+    validate,
+)
 from pulumi_policy import PolicyResource
 from pulumi_policy.proxy import UnknownValueError
 
@@ -203,6 +213,142 @@ def test_every_store_connected_defers_when_a_sets_ids_are_unknown_and_untraceabl
         validate(policy(EVERY_STORE), args)
 
     assert deferred.value.props == ["custom_key_store_ids"]
+
+
+# --- every-custom-key-store-has-a-connection: known ids decide, dependencies only trace unknown ones ------------
+
+PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
+
+
+def parameter(name: str = "new-store-id", value: str = UNKNOWN) -> PolicyResource:
+    return stack_resource(PARAMETER_TYPE, name, {"type": "String", "insecureValue": value})
+
+
+def set_depends_on(deps: dict[str, list[str]], name: str = "stores") -> dict[str, dict[str, list[str]]]:
+    """``custom_key_store_ids`` of set ``name`` was computed from the resources ``deps`` (type -> names)."""
+    urns = [urn(resource_type, dep) for resource_type, names in deps.items() for dep in names]
+    return {urn(policies.CONNECTION_SET_TYPE, name): {"custom_key_store_ids": urns}}
+
+
+def test_every_store_connected_defers_a_new_store_whose_id_may_come_through_a_non_store_resource() -> None:
+    # A set lists [old.id, param.insecure_value], the parameter holding the new store's id: the dependency on the
+    # known store old cannot be where the unknown id came from, and the parameter could hold any store's id.
+    old, new = key_store("old-store", STORE, "old-hsm"), key_store("new-store", UNKNOWN, "new-hsm")
+    args = stack_args(
+        [old, new, parameter(), connection_set(store_ids=[STORE, UNKNOWN], on_delete="retain")],
+        property_dependencies=set_depends_on(
+            {policies.KEY_STORE_TYPE: ["old-store"], PARAMETER_TYPE: ["new-store-id"]}
+        ),
+    )
+    violations = Violations()
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(EVERY_STORE), args, violations)
+
+    assert violations.reported == []
+    assert deferred.value.props == ["custom_key_store_ids", "1"]
+    assert deferred.value.message == (
+        f"waits for custom_key_store_ids[1] of CustomKeyStoreConnectionSet 'stores' "
+        f"({urn(policies.CONNECTION_SET_TYPE, 'stores')}) (computed from {policies.KEY_STORE_TYPE} 'old-store', "
+        f"{PARAMETER_TYPE} 'new-store-id'), unknown during preview, which may be the id of key store 'new-store' "
+        f"(id known once it exists): no known id connects it."
+    )
+
+
+def test_every_store_connected_defers_a_wholly_unknown_id_list_computed_through_a_non_store_resource() -> None:
+    old, new = key_store("old-store", STORE, "old-hsm"), key_store("new-store", UNKNOWN, "new-hsm")
+    args = stack_args(
+        [old, new, parameter(), connection_set(store_ids=UNKNOWN)],
+        property_dependencies=set_depends_on(
+            {policies.KEY_STORE_TYPE: ["old-store"], PARAMETER_TYPE: ["new-store-id"]}
+        ),
+    )
+    violations = Violations()
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(EVERY_STORE), args, violations)
+
+    assert violations.reported == []
+    assert "which may be the id of key store 'old-store' (id cks-1234567890abcdef0), key store 'new-store'" in (
+        deferred.value.message
+    )
+
+
+def test_every_store_connected_passes_the_same_set_once_every_id_is_known() -> None:
+    new_id = OTHER_STORE
+    old, new = key_store("old-store", STORE, "old-hsm"), key_store("new-store", new_id, "new-hsm")
+    args = stack_args(
+        [old, new, parameter(value=new_id), connection_set(store_ids=[STORE, new_id])],
+        property_dependencies=set_depends_on(
+            {policies.KEY_STORE_TYPE: ["old-store"], PARAMETER_TYPE: ["new-store-id"]}
+        ),
+    )
+
+    assert validate(policy(EVERY_STORE), args).reported == []
+
+
+def test_every_store_connected_compares_known_ids_rather_than_dependencies() -> None:
+    # custom_key_store_id=Output.all(primary.id, standby.id).apply(lambda ids: ids[0]): it depends on both stores,
+    # but names only primary.
+    primary, standby = key_store("primary", STORE, "primary-hsm"), key_store("standby", OTHER_STORE, "standby-hsm")
+    conn = connection(store_id=STORE)
+    deps = {conn.urn: {"custom_key_store_id": [primary.urn, standby.urn]}}
+
+    (reported,) = validate(
+        policy(EVERY_STORE), stack_args([primary, standby, conn], property_dependencies=deps)
+    ).reported
+
+    assert reported[1] == standby.urn and OTHER_STORE in reported[0]
+
+
+def test_every_store_connected_defers_one_unknown_id_that_may_be_either_of_two_new_stores() -> None:
+    primary, standby = key_store("primary", UNKNOWN, "primary-hsm"), key_store("standby", UNKNOWN, "standby-hsm")
+    conn = connection(store_id=UNKNOWN)
+    deps = {conn.urn: {"custom_key_store_id": [primary.urn, standby.urn]}}
+    violations = Violations()
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(EVERY_STORE), stack_args([primary, standby, conn], property_dependencies=deps), violations)
+
+    assert violations.reported == []
+    assert "which may be the id of key store 'primary' (id known once it exists), key store 'standby'" in (
+        deferred.value.message
+    )
+
+
+def test_every_store_connected_does_not_trace_an_unknown_id_to_a_store_whose_id_is_known() -> None:
+    # The connection depends on the existing store and on the new one; its unknown id can only be the new store's
+    # own id, so the existing store, which no known id names, has no connection.
+    existing, new = key_store("existing", STORE, "existing-hsm"), key_store("new", UNKNOWN, "new-hsm")
+    conn = connection(store_id=UNKNOWN)
+    deps = {conn.urn: {"custom_key_store_id": [existing.urn, new.urn]}}
+
+    (reported,) = validate(policy(EVERY_STORE), stack_args([existing, new, conn], property_dependencies=deps)).reported
+
+    assert reported[1] == existing.urn
+
+
+def test_every_store_connected_reports_certain_violations_before_deferring_the_undecided_ones() -> None:
+    orphan = key_store("orphan", THIRD_STORE, "orphan-hsm")
+    primary, standby = key_store("primary", UNKNOWN, "primary-hsm"), key_store("standby", UNKNOWN, "standby-hsm")
+    conn = connection(store_id=UNKNOWN)
+    deps = {conn.urn: {"custom_key_store_id": [primary.urn, standby.urn]}}
+    violations = Violations()
+
+    with pytest.raises(UnknownValueError):
+        validate(
+            policy(EVERY_STORE), stack_args([orphan, primary, standby, conn], property_dependencies=deps), violations
+        )
+
+    assert [reported_urn for _, reported_urn in violations.reported] == [orphan.urn]
+
+
+def test_every_store_connected_names_a_store_without_an_id_readably() -> None:
+    store = stack_resource(policies.KEY_STORE_TYPE, "odd", {"customKeyStoreName": "odd-hsm"})
+
+    (message,) = validate(policy(EVERY_STORE), stack_args([store])).messages
+
+    assert "id (not set), name odd-hsm" in message
 
 
 # --- no-failed-connections --------------------------------------------------------------------------------------
