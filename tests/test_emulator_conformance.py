@@ -13,6 +13,7 @@ omit), not through the emulator's own ``model`` module, so the emulator cannot g
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from botocore.exceptions import ClientError
 from botocore.loaders import Loader
 from botocore.model import ListShape, Shape, StructureShape
 
-from kms_connection.emulator import Emulator, FakeClock
+from kms_connection.emulator import Emulator, EmulatorConfigError, FakeClock
 
 NO_RETRY: dict[str, Any] = {"retries": {"total_max_attempts": 1}}
 MODEL = botocore.session.get_session().get_service_model("kms")
@@ -405,3 +406,51 @@ def test_every_modeled_output_member_is_returned(tour: list[Answer]) -> None:
     modeled = {path for operation in OPERATIONS for path in member_paths(output_shape(operation), operation)}
     returned = {path for answer in tour for path in returned_paths(answer.body, answer.operation)}
     assert modeled - returned == set()
+
+
+# -- ConnectionErrorCode and store types ------------------------------------------------------------
+
+
+def documented_code_types() -> dict[str, set[str]]:
+    """The store types the model's documentation of ``ConnectionErrorCode`` lists each code under."""
+    entry = MODEL.shape_for("CustomKeyStoresListEntry")
+    assert isinstance(entry, StructureShape)
+    documentation = entry.members["ConnectionErrorCode"].documentation
+    sections = {
+        "All custom key stores:": {"AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"},
+        "CloudHSM key stores:": {"AWS_CLOUDHSM"},
+        "External key stores:": {"EXTERNAL_KEY_STORE"},
+    }
+    types: dict[str, set[str]] = {}
+    for part in re.split(r"<b>(.*?)</b>", documentation)[1:]:
+        if part in sections:
+            current = sections[part]
+            continue
+        for code in re.findall(r"<li> <p> <code>([A-Z_]+)</code> \u2014", part):
+            types.setdefault(code, set()).update(current)
+    return types
+
+
+def test_the_model_documents_a_store_type_for_every_connection_error_code() -> None:
+    codes = MODEL.shape_for("ConnectionErrorCodeType").metadata["enum"]
+    assert set(documented_code_types()) == set(codes)
+
+
+@pytest.mark.parametrize("code", sorted(documented_code_types()))
+def test_a_connect_can_fail_with_a_code_exactly_on_the_store_types_the_model_lists_it_for(
+    emu: Emulator, code: str
+) -> None:
+    allowed = {
+        store_type
+        for store_type in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE")
+        if accepts_code(emu, emu.create_store(store_type.lower(), store_type=store_type), code)
+    }
+    assert allowed == documented_code_types()[code]
+
+
+def accepts_code(emu: Emulator, store_id: str, code: str) -> bool:
+    try:
+        emu.set_connect_outcome(store_id, "fail", code)
+    except EmulatorConfigError:
+        return False
+    return True
