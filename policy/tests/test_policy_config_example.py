@@ -34,3 +34,14 @@ def test_readme_example_config_uses_only_declared_policies_levels_and_properties
             assert isinstance(value, JSON_TYPES[declared["type"]]), (name, key)
             if declared["type"] == "array":
                 assert all(isinstance(item, JSON_TYPES[declared["items"]["type"]]) for item in value), (name, key)
+
+
+def test_readme_example_config_passes_the_packs_own_config_checks() -> None:
+    schemas = {p.name: p.config_schema for p in policies.build_policies()}
+
+    for name, entry in readme_example().items():
+        schema = schemas[name]
+        assert schema is not None
+        properties = {} if isinstance(entry, str) else {k: v for k, v in entry.items() if k != "enforcementLevel"}
+        effective = policies.checked_config(name, schema.properties, properties)
+        assert set(effective) == set(schema.properties), name
