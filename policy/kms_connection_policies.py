@@ -387,7 +387,7 @@ def checked_config(
         if problem:
             problems.append(problem)
         else:
-            effective[key] = [str(item) for item in value] if schema["type"] == "array" else int(value)
+            effective[key] = [str(item).strip() for item in value] if schema["type"] == "array" else int(value)
     for low, high in _BOUND_PAIRS:
         if low in properties and high in properties and effective[low] > effective[high]:
             problems.append(
@@ -754,7 +754,7 @@ def _check_every_store_connected(
         if ids.unknown:
             unknowns.append(_unknown_ids(resource, kind, ids, stores))
 
-    undecided: list[tuple[_Store, list[_UnknownIds]]] = []
+    undecided: list[_Store] = []
     for store in stores.values():
         if store.id is not None and (store.id in connected_ids or store.id in allowed):
             continue
@@ -762,19 +762,18 @@ def _check_every_store_connected(
             continue
         if any(u.traced and store.resource.urn in u.own for u in unknowns):
             continue
-        candidates = [u for u in unknowns if u.may_name(store)]
-        if candidates:
-            undecided.append((store, candidates))
+        if any(u.may_name(store) for u in unknowns):
+            undecided.append(store)
         else:
+            # Certain whatever the unknown ids turn out to be: reported before any deferral.
             _report_unconnected(store, report_violation)
 
     if undecided:
-        waits_for = {id(u): u for _, candidates in undecided for u in candidates}.values()
-        first = next(iter(waits_for))
+        waits_for = [u for u in unknowns if any(u.may_name(store) for store in undecided)]
         raise Deferred(
-            first.ids.unknown[0],
+            waits_for[0].ids.unknown[0],
             f"waits for {'; '.join(u.describe() for u in waits_for)}, unknown during preview, which may be the id "
-            f"of {', '.join(_store_label(store) for store, _ in undecided)}: no known id connects "
+            f"of {', '.join(_store_label(store) for store in undecided)}: no known id connects "
             f"{'it' if len(undecided) == 1 else 'them'}.",
         )
 
