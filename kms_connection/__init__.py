@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .answer_first import install as _install_answer_first
 from .states import ConnectionState, DesiredState, OnDelete
+
+# Inside the SDK's provider server, failures then read answer first in `pulumi up` (answer_first.py).
+_install_answer_first()
 
 if TYPE_CHECKING:
     from .resource import (

@@ -127,9 +127,37 @@ StackName = Callable[[], str]
 """Where a policy learns the name of the stack being analyzed."""
 
 
+_configured_stack: str | None = None
+
+
 def current_stack_name() -> str:
-    """The stack being analyzed, as the analyzer server configured the Pulumi runtime from ``PULUMI_STACK``."""
-    return pulumi.get_stack()
+    """The stack being analyzed: as the engine's ``ConfigureStack`` call named it (see :func:`track_stack_name`),
+    else as the analyzer server configured the Pulumi runtime from ``PULUMI_STACK``."""
+    return _configured_stack or pulumi.get_stack()
+
+
+def track_stack_name() -> bool:
+    """Learn the stack's name from the engine's ``ConfigureStack`` call.
+
+    The CLI starts a pack through its language host without ``PULUMI_STACK`` and names the stack in
+    ``ConfigureStack`` instead, which pulumi-policy 1.21 reads only for the stack's tags: without this, every stack
+    would look unprotected. Returns False, and changes nothing, if the server class has no such method."""
+    servicer = getattr(pulumi_policy.policy, "_PolicyAnalyzerServicer", None)
+    method = getattr(servicer, "ConfigureStack", None)
+    if servicer is None or not callable(method):
+        return False
+    if not getattr(method, "tracks_stack_name", False):
+
+        @functools.wraps(method)
+        def configure_stack(self: Any, request: Any, context: Any) -> Any:
+            global _configured_stack
+            if request.stack:
+                _configured_stack = request.stack
+            return method(self, request, context)
+
+        configure_stack.tracks_stack_name = True  # type: ignore[attr-defined]
+        servicer.ConfigureStack = configure_stack
+    return True
 
 
 class PolicyConfigError(ValueError):

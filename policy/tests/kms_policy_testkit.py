@@ -465,21 +465,25 @@ def registrations_of_program_file(
 
 
 @contextlib.contextmanager
-def serving_policy_pack(stack: str, *, dry_run: bool = False) -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+def serving_policy_pack(
+    stack: str, *, dry_run: bool = False, stack_in_environment: bool = True
+) -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
     """Start the pack as the CLI does and connect to it.
 
     The CLI runs the ``pulumi-analyzer-policy-python`` shim in the pack's directory with ``PULUMI_PROJECT``,
     ``PULUMI_STACK``, ``PULUMI_DRY_RUN`` (and ``PULUMI_ORGANIZATION``, ``PULUMI_CONFIG``) set; the shim runs
     ``python -u -m pulumi.policy <engine address> .``, which runs ``__main__.py``, whose ``PolicyPack`` starts the
-    Analyzer gRPC server and prints its port on stdout.
+    Analyzer gRPC server and prints its port on stdout. Through a language host (``stack_in_environment=False``)
+    the CLI sets none of those variables: the stack's name comes only in ``ConfigureStack``.
     """
-    env = {
-        **os.environ,
-        "PULUMI_PROJECT": PROJECT,
-        "PULUMI_STACK": stack,
-        "PULUMI_DRY_RUN": "true" if dry_run else "false",
-        "PULUMI_ORGANIZATION": "organization",
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PULUMI_")}
+    if stack_in_environment:
+        env.update(
+            PULUMI_PROJECT=PROJECT,
+            PULUMI_STACK=stack,
+            PULUMI_DRY_RUN="true" if dry_run else "false",
+            PULUMI_ORGANIZATION="organization",
+        )
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
             [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", "."],

@@ -211,6 +211,19 @@ def test_pack_learns_an_unprotected_stack_from_the_cli_environment() -> None:
     assert {d.urn for d in diagnostics} == {urn(policies.CONNECTION_SET_TYPE, "dr-stores", "dev")}
 
 
+def test_pack_learns_a_protected_stack_from_configure_stack_when_the_environment_names_none(
+    up_registrations: list[Registration],
+) -> None:
+    # Through a language host the CLI starts the pack without PULUMI_STACK and names the stack in ConfigureStack.
+    with serving_policy_pack(STACK, stack_in_environment=False) as pack:
+        configure_like_the_cli(pack, {})
+
+        diagnostics = analyze_all(pack, up_registrations, UP, stack=STACK)
+
+    assert (policies.DESIRED_CONNECTED, "reporting-xks", "mandatory") in found(diagnostics)
+    assert (policies.RETAIN_ON_DELETE, f"{NEW_STORE}-connection", "mandatory") in found(diagnostics)
+
+
 def test_pack_analyzes_inputs_as_written_when_check_has_not_normalised_them(
     pack: analyzer_pb2_grpc.AnalyzerStub,
 ) -> None:

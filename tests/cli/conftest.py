@@ -1,0 +1,217 @@
+"""Fixtures for the real Pulumi CLI against the KMS emulator.
+
+Each test gets its own emulator (in this process, on a free loopback port, so the test reads its call log and sets
+its faults directly), its own copy of the project, its own file backend and Pulumi home, and its own stack. The CLI
+is the project's (``scripts/engine.sh``: a ``pulumi`` on PATH, else the pinned build from ``engine/``, built here on
+first use). The tests drive it with the SDK's Automation API where structured results serve, and with the plain
+command line where what a user reads is the point.
+
+These tests skip only on a machine with neither ``pulumi`` nor ``go`` (no CLI can exist there), never in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pulumi import automation as auto
+
+from kms_connection.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, Emulator
+from kms_connection.emulator.calls import Call
+from tests.lifecycle_fixtures import AMBIENT_AWS_VARIABLES
+
+ROOT = Path(__file__).resolve().parents[2]
+CONNECTION_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnection"
+SET_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnectionSet"
+MUTATING = frozenset({"ConnectCustomKeyStore", "DisconnectCustomKeyStore"})
+# One CLI command, with room for a slow machine; the first build of the CLI happens in the session fixture.
+COMMAND_TIMEOUT = 300
+
+
+def _pulumi_bin_dir() -> Path:
+    """The folder of the project's Pulumi CLI; builds it if needed. Skips only where no CLI can exist."""
+    if shutil.which("pulumi") is None and shutil.which("go") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI has neither `pulumi` nor `go`: the CLI tests must run in CI")
+        pytest.skip("neither `pulumi` nor `go` is on PATH: no Pulumi CLI can be had on this machine")
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "engine.sh")], capture_output=True, text=True, timeout=3600, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"building the Pulumi CLI failed:\n{result.stderr}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def pulumi_bin_dir() -> Path:
+    return _pulumi_bin_dir()
+
+
+@pytest.fixture(scope="session")
+def policy_venv() -> Path:
+    """The policy pack's own virtualenv, made by the project's scripts as a user would make it."""
+    result = subprocess.run(
+        ["bash", "-c", f"source {ROOT}/scripts/venv.sh && ensure_policy_venv"],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"making policy/venv failed:\n{result.stdout}\n{result.stderr}")
+    return ROOT / "policy" / "venv"
+
+
+def store_entry(store_id: str, name: str, **keys: Any) -> dict[str, Any]:
+    """One ``kms-connection:keyStores`` entry, as a user writes it in stack config."""
+    return {"id": store_id, "name": name, **keys}
+
+
+@dataclass
+class CliStack:
+    """One stack of a copy of the project, its backend and its emulator."""
+
+    name: str
+    project_dir: Path
+    env: dict[str, str]
+    emulator: Emulator
+    pulumi_bin_dir: Path
+    config: dict[str, Any] = field(default_factory=dict)
+
+    # --- configuration -------------------------------------------------------------------------------------
+
+    def write_config(self, **project_config: Any) -> None:
+        """Write ``Pulumi.<stack>.yaml``: the emulator's endpoint, plus ``kms-connection:<key>`` entries given."""
+        config: dict[str, Any] = {"aws:region": "us-east-1", "aws:endpoints": [{"kms": self.emulator.endpoint_url}]}
+        for key, value in project_config.items():
+            config[key if ":" in key else f"kms-connection:{key}"] = value
+        self.config = config
+        path = self.project_dir / f"Pulumi.{self.name}.yaml"
+        existing = yaml.safe_load(path.read_text()) if path.exists() else {}
+        document = {key: value for key, value in (existing or {}).items() if key != "config"}
+        document["config"] = config
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def write_program(self, source: str) -> None:
+        """Replace the stack program with ``source`` (a user's own program)."""
+        (self.project_dir / "__main__.py").write_text(source)
+
+    # --- the Automation API --------------------------------------------------------------------------------
+
+    @property
+    def stack(self) -> auto.Stack:
+        command = auto.PulumiCommand(root=str(self.pulumi_bin_dir.parent), skip_version_check=True)
+        workspace = auto.LocalWorkspace(
+            work_dir=str(self.project_dir), env_vars=self.env, pulumi_home=self.env["PULUMI_HOME"],
+            pulumi_command=command,
+        )
+        return auto.Stack.select(self.name, workspace)
+
+    def up(self, **kwargs: Any) -> auto.UpResult:
+        return self.stack.up(color="never", **kwargs)
+
+    def preview(self, **kwargs: Any) -> auto.PreviewResult:
+        return self.stack.preview(color="never", **kwargs)
+
+    def outputs(self) -> dict[str, Any]:
+        return {key: value.value for key, value in self.stack.outputs().items()}
+
+    def resources(self, type_token: str | None = None) -> dict[str, dict[str, Any]]:
+        """The resources the state records, by name: their type, id, inputs and outputs."""
+        deployment = self.stack.export_stack().deployment or {}
+        found: dict[str, dict[str, Any]] = {}
+        for resource in deployment.get("resources", []):
+            if type_token is None or resource["type"] == type_token:
+                found[resource["urn"].rsplit("::", 1)[-1]] = resource
+        return found
+
+    def pending_operations(self) -> list[dict[str, Any]]:
+        return list((self.stack.export_stack().deployment or {}).get("pending_operations") or [])
+
+    # --- the plain command line ----------------------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """Run ``pulumi ARGS --stack NAME`` as a user does; stdout and stderr together, as a terminal shows them."""
+        result = subprocess.run(
+            [str(self.pulumi_bin_dir / "pulumi"), *args, "--stack", self.name, "--non-interactive", "--color", "never"],
+            cwd=self.project_dir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} exited {result.returncode}:\n{result.stdout}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``pulumi ARGS`` in its own process group (for signals), output to a file under the project."""
+        log = open(self.project_dir / "pulumi-output.txt", "w")  # noqa: SIM115 (closed by the caller's wait)
+        return subprocess.Popen(
+            [str(self.pulumi_bin_dir / "pulumi"), *args, "--stack", self.name, "--non-interactive", "--color", "never"],
+            cwd=self.project_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+
+    # --- what KMS saw --------------------------------------------------------------------------------------
+
+    def calls(self, since: int = 0) -> list[Call]:
+        return self.emulator.calls[since:]
+
+    def mutating_calls(self, since: int = 0) -> list[tuple[str, str | None]]:
+        return [(call.operation, call.store_id) for call in self.calls(since) if call.operation in MUTATING]
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path, pulumi_bin_dir: Path) -> Iterator[Callable[..., CliStack]]:
+    """Build ``CliStack``s: each with its own project copy, backend, Pulumi home and emulator."""
+    emulators: list[Emulator] = []
+
+    def make(
+        stores: Mapping[str, str] | None = None, name: str = "test", emulator_kwargs: Mapping[str, Any] | None = None
+    ) -> CliStack:
+        """``stores`` maps store ids to names, created DISCONNECTED in the emulator (CloudHSM stores)."""
+        root = tmp_path / name
+        project_dir = root / "project"
+        project_dir.mkdir(parents=True)
+        project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+        # The copy runs with the checkout's virtualenv, wherever it is.
+        project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+        (project_dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+        shutil.copy(ROOT / "__main__.py", project_dir / "__main__.py")
+        (root / "state").mkdir()
+        (root / "home").mkdir()
+        emulator = Emulator(**{"connect_seconds": 0.5, "disconnect_seconds": 0.3, **(emulator_kwargs or {})})
+        emulators.append(emulator)
+        for store_id, store_name in (stores or {}).items():
+            emulator.create_store(store_id=store_id, name=store_name)
+        env = {key: value for key, value in os.environ.items() if key not in AMBIENT_AWS_VARIABLES}
+        env.update(
+            PATH=f"{pulumi_bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            PULUMI_HOME=str(root / "home"),
+            PULUMI_BACKEND_URL=f"file://{root / 'state'}",
+            PULUMI_CONFIG_PASSPHRASE="cli-tests",
+            PULUMI_SKIP_UPDATE_CHECK="true",
+            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
+            AWS_ACCESS_KEY_ID=DUMMY_ACCESS_KEY_ID,
+            AWS_SECRET_ACCESS_KEY=DUMMY_SECRET_ACCESS_KEY,
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        stack = CliStack(name=name, project_dir=project_dir, env=env, emulator=emulator, pulumi_bin_dir=pulumi_bin_dir)
+        subprocess.run(
+            [str(pulumi_bin_dir / "pulumi"), "stack", "init", name, "--non-interactive"],
+            cwd=project_dir, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=True,
+        )
+        return stack
+
+    yield make
+    for emulator in emulators:
+        emulator.stop()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
