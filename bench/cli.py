@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import calls, lag, overhead, report, scale
+from . import calls, engine, lag, overhead, report, scale
 from .harness import isolate_environment
 
-SECTIONS = ("calls", "lag", "overhead", "scale")
+SECTIONS = ("calls", "lag", "overhead", "scale", "engine")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 LONG_TS = (30.0, 60.0, 300.0, 1200.0)
 
@@ -36,6 +36,9 @@ class Plan:
     scale_t: float
     scale_single_above: int
     throttled_ns: tuple[int, ...]
+    engine_stores: int
+    engine_runs: int
+    engine_t: float
 
 
 FULL = Plan(
@@ -49,6 +52,9 @@ FULL = Plan(
     scale_t=2.0,
     scale_single_above=10,
     throttled_ns=(10, 40),
+    engine_stores=10,
+    engine_runs=5,
+    engine_t=5.0,
 )
 QUICK = Plan(
     stores=3,
@@ -61,6 +67,9 @@ QUICK = Plan(
     scale_t=0.5,
     scale_single_above=4,
     throttled_ns=(4,),
+    engine_stores=2,
+    engine_runs=1,
+    engine_t=0.5,
 )
 
 
@@ -110,6 +119,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         elif section == "overhead":
             results["overhead"] = overhead.run(runs=args.overhead_runs or plan.overhead_runs)
+        elif section == "engine":
+            results["engine"] = engine.run(stores=plan.engine_stores, runs=plan.engine_runs, t=plan.engine_t)
         else:
             results["scale"] = scale.run(
                 ns=plan.scale_ns,

@@ -12,6 +12,7 @@ PROVIDER_BYTES_GOAL = 200
 SPEEDUP_GOAL = 3.0
 SCALE_GOAL = 1.5
 SCALE_N = 10
+ENGINE_PREVIEW_GOAL = 1.2
 DESCRIBE_BUDGET_20_MIN = 60
 TWENTY_MINUTES = 1200.0
 
@@ -37,6 +38,8 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         out += _overhead_goals(results["overhead"])
     if "scale" in results:
         out += _scale_goals(results["scale"])
+    if "engine" in results:
+        out += _engine_goals(results["engine"])
     return out
 
 
@@ -183,6 +186,35 @@ def _scale_goals(scale: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _engine_goals(engine: dict[str, Any]) -> list[dict[str, Any]]:
+    preview = engine["steady"]["preview"]
+    set_up = engine["set_up"]
+    n = engine["stores"]
+    return [
+        _goal(
+            "engine-preview",
+            f"no-change `pulumi preview` of {n} stores at most {ENGINE_PREVIEW_GOAL:g}x the no-op stack's wall time",
+            f"ratio of medians {preview['ratio']:.2f}x ({preview['ours']:.2f} s vs {preview['noop']:.2f} s), median "
+            f"of paired ratios {preview['paired_ratio']:.2f}x, {engine['runs']} runs each",
+            max(preview["ratio"], preview["paired_ratio"]) <= ENGINE_PREVIEW_GOAL,
+        ),
+        _goal(
+            "engine-preview-reads",
+            "a no-change `pulumi preview` reads each store exactly once and changes nothing",
+            f"Describe calls per preview {preview['describe_per_run']}, mutating {preview['mutating_per_run']} "
+            f"for {n} stores",
+            preview["describe_per_run"] == [n] and preview["mutating_per_run"] == [0],
+        ),
+        _goal(
+            "engine-set-up",
+            f"`pulumi up` of a set of {n} stores with T = {_t(engine['t'])} within T + the no-op stack's up + 1 s",
+            f"{set_up['ours']:.2f} s against {set_up['budget']:.2f} s (no-op up {set_up['noop']:.2f} s), median of "
+            f"{engine['runs']}",
+            set_up["ours"] <= set_up["budget"],
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------------------------------
 # Printing
 # --------------------------------------------------------------------------------------------------
@@ -225,6 +257,8 @@ def render(results: dict[str, Any]) -> str:
         out += ["", _render_overhead(results["overhead"])]
     if "scale" in results:
         out += ["", _render_scale(results["scale"])]
+    if "engine" in results:
+        out += ["", _render_engine(results["engine"])]
     out += ["", _render_goals(results["goals"], quick=bool(meta["quick"]))]
     return "\n".join(out)
 
@@ -356,4 +390,26 @@ def _render_scale(scale: dict[str, Any]) -> str:
         f"{scale['t']:g} s; per-store Creates sent from N threads at once\n"
         + table(("resource", "N", "throttle", "runs", "wall s", "wall/T", "predicted", "Connect", "Describe",
                  "throttled", "calls/store", "converged"), rows)
+    )
+
+
+def _render_engine(engine: dict[str, Any]) -> str:
+    steady = engine["steady"]
+    rows = [
+        (command, steady[command]["ours"], steady[command]["noop"], steady[command]["ratio"],
+         steady[command]["paired_ratio"], ", ".join(map(str, steady[command]["describe_per_run"])),
+         ", ".join(map(str, steady[command]["mutating_per_run"])))
+        for command in ("preview", "up")
+    ]
+    set_up = engine["set_up"]
+    return "\n".join(
+        [
+            f"6. Through the real Pulumi CLI: {engine['stores']} stores, ours against a no-op dynamic stack of the "
+            f"same shape, commands alternating (medians of {engine['runs']})",
+            table(("no-change command", "ours s", "no-op s", "ratio", "paired ratio", "Describe/run", "mutating/run"),
+                  rows),
+            f"    `pulumi up` of one set of {engine['stores']} stores, T = {_t(engine['t'])}: {set_up['ours']:.2f} s; "
+            f"no-op stack creating {engine['stores']} resources: {set_up['noop']:.2f} s; budget T + no-op + 1 s = "
+            f"{set_up['budget']:.2f} s",
+        ]
     )

@@ -11,25 +11,30 @@ These tests skip only on a machine with neither ``pulumi`` nor ``go`` (no CLI ca
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pulumi import automation as auto
 
-from kms_connection.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, Emulator
+from bench.pulumi_cli import (
+    ROOT,
+    CliUnavailableError,
+    cli_env,
+    copy_project,
+    run_pulumi,
+    write_stack_config,
+)
+from bench.pulumi_cli import (
+    pulumi_bin_dir as project_pulumi_bin_dir,
+)
+from kms_connection.emulator import Emulator
 from kms_connection.emulator.calls import Call
-from tests.lifecycle_fixtures import AMBIENT_AWS_VARIABLES
 
-ROOT = Path(__file__).resolve().parents[2]
 CONNECTION_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnection"
 SET_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnectionSet"
 MUTATING = frozenset({"ConnectCustomKeyStore", "DisconnectCustomKeyStore"})
@@ -37,23 +42,15 @@ MUTATING = frozenset({"ConnectCustomKeyStore", "DisconnectCustomKeyStore"})
 COMMAND_TIMEOUT = 300
 
 
-def _pulumi_bin_dir() -> Path:
-    """The folder of the project's Pulumi CLI; builds it if needed. Skips only where no CLI can exist."""
-    if shutil.which("pulumi") is None and shutil.which("go") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI has neither `pulumi` nor `go`: the CLI tests must run in CI")
-        pytest.skip("neither `pulumi` nor `go` is on PATH: no Pulumi CLI can be had on this machine")
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "engine.sh")], capture_output=True, text=True, timeout=3600, check=False
-    )
-    if result.returncode != 0:
-        pytest.fail(f"building the Pulumi CLI failed:\n{result.stderr}")
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="session")
 def pulumi_bin_dir() -> Path:
-    return _pulumi_bin_dir()
+    """The project's Pulumi CLI; skips only where none can exist, and never in CI."""
+    try:
+        return project_pulumi_bin_dir()
+    except CliUnavailableError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the CLI tests: {error}")
+        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="session")
@@ -88,15 +85,7 @@ class CliStack:
 
     def write_config(self, **project_config: Any) -> None:
         """Write ``Pulumi.<stack>.yaml``: the emulator's endpoint, plus ``kms-connection:<key>`` entries given."""
-        config: dict[str, Any] = {"aws:region": "us-east-1", "aws:endpoints": [{"kms": self.emulator.endpoint_url}]}
-        for key, value in project_config.items():
-            config[key if ":" in key else f"kms-connection:{key}"] = value
-        self.config = config
-        path = self.project_dir / f"Pulumi.{self.name}.yaml"
-        existing = yaml.safe_load(path.read_text()) if path.exists() else {}
-        document = {key: value for key, value in (existing or {}).items() if key != "config"}
-        document["config"] = config
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        self.config = write_stack_config(self.project_dir, self.name, self.emulator.endpoint_url, **project_config)
 
     def write_program(self, source: str) -> None:
         """Replace the stack program with ``source`` (a user's own program)."""
@@ -138,11 +127,8 @@ class CliStack:
 
     def cli(self, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
         """Run ``pulumi ARGS --stack NAME`` as a user does; stdout and stderr together, as a terminal shows them."""
-        result = subprocess.run(
-            [str(self.pulumi_bin_dir / "pulumi"), *args, "--stack", self.name, "--non-interactive", "--color", "never"],
-            cwd=self.project_dir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            timeout=timeout, check=False,
-        )
+        result = run_pulumi(self.pulumi_bin_dir, self.project_dir, self.env, *args, "--stack", self.name,
+                            timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"pulumi {' '.join(args)} exited {result.returncode}:\n{result.stdout}")
         return result
@@ -176,42 +162,18 @@ def make_stack(tmp_path: Path, pulumi_bin_dir: Path) -> Iterator[Callable[..., C
         """``stores`` maps store ids to names, created DISCONNECTED in the emulator (CloudHSM stores)."""
         root = tmp_path / name
         project_dir = root / "project"
-        project_dir.mkdir(parents=True)
-        project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-        # The copy runs with the checkout's virtualenv, wherever it is.
-        project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
-        (project_dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-        shutil.copy(ROOT / "__main__.py", project_dir / "__main__.py")
-        (root / "state").mkdir()
-        (root / "home").mkdir()
+        copy_project(project_dir)
         emulator = Emulator(**{"connect_seconds": 0.5, "disconnect_seconds": 0.3, **(emulator_kwargs or {})})
         emulators.append(emulator)
         for store_id, store_name in (stores or {}).items():
             emulator.create_store(store_id=store_id, name=store_name)
-        env = {key: value for key, value in os.environ.items() if key not in AMBIENT_AWS_VARIABLES}
-        env.update(
-            PATH=f"{pulumi_bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-            PULUMI_HOME=str(root / "home"),
-            PULUMI_BACKEND_URL=f"file://{root / 'state'}",
-            PULUMI_CONFIG_PASSPHRASE="cli-tests",
-            PULUMI_SKIP_UPDATE_CHECK="true",
-            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
-            AWS_ACCESS_KEY_ID=DUMMY_ACCESS_KEY_ID,
-            AWS_SECRET_ACCESS_KEY=DUMMY_SECRET_ACCESS_KEY,
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_EC2_METADATA_DISABLED="true",
-        )
+        env = cli_env(pulumi_bin_dir, root)
         stack = CliStack(name=name, project_dir=project_dir, env=env, emulator=emulator, pulumi_bin_dir=pulumi_bin_dir)
-        subprocess.run(
-            [str(pulumi_bin_dir / "pulumi"), "stack", "init", name, "--non-interactive"],
-            cwd=project_dir, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=True,
-        )
+        created = run_pulumi(pulumi_bin_dir, project_dir, env, "stack", "init", name)
+        assert created.returncode == 0, created.stdout
         return stack
 
     yield make
     for emulator in emulators:
         emulator.stop()
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import ROOT, CliStack, store_entry
+from bench.pulumi_cli import ROOT
+from tests.cli.conftest import CliStack, store_entry
 
 pytestmark = pytest.mark.timeout(900)
 
