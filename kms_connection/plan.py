@@ -1,12 +1,14 @@
 """The decision core: observed state + desired state (+ what this operation already did) -> the next step.
 
 Plain Python with no I/O, so every case is a row in a table test. The reconciler (``reconciler.py``) runs the
-observe -> decide -> act loop around :func:`decide`; ``diff`` prints :func:`plan`, which replays :func:`decide`
-over the transitions it expects, so the preview line and the real run can never disagree.
+observe -> decide -> act loop around :func:`advance`; ``diff`` prints :func:`plan`, which replays :func:`decide`
+over the transitions it expects, so the preview line and the real run can never disagree. :func:`standing` is
+the rule for a store that several resources of one deployment name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -16,6 +18,13 @@ from .states import ConnectionState, DesiredState
 _PROGRESS_AFTER_CONNECT = frozenset({ConnectionState.CONNECTING, ConnectionState.CONNECTED})
 # The same for a store that was asked to disconnect.
 _PROGRESS_AFTER_DISCONNECT = frozenset({ConnectionState.DISCONNECTING, ConnectionState.DISCONNECTED})
+
+# KMS is eventually consistent: right after a request a read may come from a replica that has not seen it yet.
+# A read that contradicts our request (it shows no sign of it, or goes back on what we already saw) is therefore
+# looked at again, and believed only once it has been read this many more times AND this many seconds have
+# passed since it was first read. Reads come every 0.5 s at first, so the seconds are what usually decides.
+CONSISTENCY_LOOKS = 3
+CONSISTENCY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class Failure(str, Enum):
     CONNECT_FAILED = "connect_failed"
     DISCONNECTED_BY_OTHERS = "disconnected_by_others"
     CONNECTED_BY_OTHERS = "connected_by_others"
+    REQUEST_NOT_SEEN = "request_not_seen"
+    """A request never showed, and neither did the same request sent again."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +74,22 @@ class Progress:
 
     Without it a stale read right after ConnectCustomKeyStore (KMS is eventually consistent) would look like a
     store that still needs connecting, and a FAILED store we just connected would be "repaired" in a loop.
+    ``doubts`` counts the reads in a row that contradicted our last request and ``doubted_for`` the seconds since
+    the first of them; ``redecided`` says that a request which never showed was already decided anew once.
     """
 
     connect_sent: bool = False
     disconnect_sent: bool = False
     seen_since_last_action: frozenset[ConnectionState] = field(default_factory=frozenset)
+    doubts: int = 0
+    doubt_since: float = 0.0
+    doubted_for: float = 0.0
+    redecided: bool = False
+
+    @property
+    def convinced(self) -> bool:
+        """Whether a contradicting read has persisted long enough to be believed (see ``CONSISTENCY_*``)."""
+        return self.doubts > CONSISTENCY_LOOKS and self.doubted_for >= CONSISTENCY_SECONDS
 
     def observed(self, state: ConnectionState | None) -> Progress:
         if state is None:
@@ -76,10 +98,21 @@ class Progress:
 
     def sent(self, action: Action) -> Progress:
         if action is Action.CONNECT:
-            return Progress(connect_sent=True, disconnect_sent=self.disconnect_sent)
+            return Progress(connect_sent=True, disconnect_sent=self.disconnect_sent, redecided=self.redecided)
         if action is Action.DISCONNECT:
-            return Progress(connect_sent=self.connect_sent, disconnect_sent=True)
+            return Progress(connect_sent=self.connect_sent, disconnect_sent=True, redecided=self.redecided)
         raise ValueError(f"{action} is not a mutating action")
+
+    def doubting(self, now: float) -> Progress:
+        """One more read that contradicts our request, at time ``now``."""
+        since = self.doubt_since if self.doubts else now
+        return replace(self, doubts=self.doubts + 1, doubt_since=since, doubted_for=now - since)
+
+    def trusting(self) -> Progress:
+        """A read that agrees with our request: a run of contradicting reads, if any, is over."""
+        if not self.doubts:
+            return self
+        return replace(self, doubts=0, doubt_since=0.0, doubted_for=0.0)
 
 
 @dataclass(frozen=True)
@@ -96,60 +129,117 @@ CONNECT = Step(Action.CONNECT)
 DISCONNECT = Step(Action.DISCONNECT)
 
 
+class _Doubt(Enum):
+    """How a read contradicts our last request."""
+
+    UNSEEN = "unseen"
+    """It shows no sign of the request: stale, or undone before we looked. Believed, we decide anew."""
+    REVERSED = "reversed"
+    """It goes back on progress we saw: stale, or another client. Believed, it is another client."""
+
+
 def decide(observation: Observation, desired: DesiredState, progress: Progress = Progress()) -> Step:
     """The next step towards ``desired`` from ``observation``.
 
     The rules follow what KMS accepts: Connect is refused in FAILED and DISCONNECTING, Disconnect in DISCONNECTING
     and DISCONNECTED. A transitional state is waited out, except CONNECTING when DISCONNECTED is desired: KMS
     accepts a Disconnect there, and waiting up to 20 minutes for a CloudHSM connect only to undo it helps nobody.
+    A read that contradicts our last request is waited on until ``progress`` is convinced of it; then a request
+    that never showed is decided anew from the observation (once: a second time fails), and progress that was
+    reversed is another client's doing (a failure).
     """
+    step, doubt = _judge(observation, desired, progress)
+    if doubt is None:
+        return step
+    if not progress.convinced:
+        return WAIT
+    if doubt is _Doubt.REVERSED:
+        return step
+    if progress.redecided:
+        return Step(Action.FAIL, Failure.REQUEST_NOT_SEEN)
+    return _judge(observation, desired, _fresh(observation))[0]
+
+
+def contradicts(observation: Observation, desired: DesiredState, progress: Progress) -> bool:
+    """Whether ``observation`` contradicts the last request recorded in ``progress`` (see :func:`decide`)."""
+    return _judge(observation, desired, progress)[1] is not None
+
+
+def advance(observation: Observation, desired: DesiredState, progress: Progress, now: float) -> tuple[Progress, Step]:
+    """Record a read made at ``now`` in ``progress`` and decide: what the reconciler calls after every read.
+
+    When a request that never showed is decided anew, the progress returned starts afresh (marked
+    ``redecided``), since what we sent evidently did not count.
+    """
+    progress = progress.observed(observation.state)
+    doubtful = contradicts(observation, desired, progress)
+    progress = progress.doubting(now) if doubtful else progress.trusting()
+    step = decide(observation, desired, progress)
+    if doubtful and progress.convinced and not progress.redecided:
+        _, doubt = _judge(observation, desired, progress)
+        if doubt is _Doubt.UNSEEN:
+            progress = _fresh(observation)
+    return progress, step
+
+
+def _fresh(observation: Observation) -> Progress:
+    return Progress(redecided=True).observed(observation.state)
+
+
+def _judge(observation: Observation, desired: DesiredState, progress: Progress) -> tuple[Step, _Doubt | None]:
+    """The step if every read is believed, and whether (and how) this read contradicts our last request."""
     state = observation.state
     if state is None:
-        return Step(Action.FAIL, Failure.NOT_FOUND)
+        return Step(Action.FAIL, Failure.NOT_FOUND), None
     if desired is DesiredState.CONNECTED:
         return _towards_connected(state, progress)
     return _towards_disconnected(state, progress)
 
 
-def _towards_connected(state: ConnectionState, progress: Progress) -> Step:
+def _towards_connected(state: ConnectionState, progress: Progress) -> tuple[Step, _Doubt | None]:
     seen = progress.seen_since_last_action
     if state is ConnectionState.CONNECTED:
-        return DONE
+        return DONE, None
     if state is ConnectionState.CONNECTING:
-        return WAIT
+        return WAIT, None
     if state is ConnectionState.FAILED:
         if progress.connect_sent:
-            return Step(Action.FAIL, Failure.CONNECT_FAILED)
+            return Step(Action.FAIL, Failure.CONNECT_FAILED), None
         if progress.disconnect_sent:
-            # FAILED after our repair Disconnect showed means someone connected it again; before it showed,
-            # the read is stale.
-            return Step(Action.FAIL, Failure.CONNECTED_BY_OTHERS) if seen & _PROGRESS_AFTER_DISCONNECT else WAIT
-        return DISCONNECT
+            # FAILED after our repair Disconnect showed means someone connected it again; before it showed, the
+            # read is stale or the Disconnect was undone.
+            if seen & _PROGRESS_AFTER_DISCONNECT:
+                return Step(Action.FAIL, Failure.CONNECTED_BY_OTHERS), _Doubt.REVERSED
+            return WAIT, _Doubt.UNSEEN
+        return DISCONNECT, None
     if state is ConnectionState.DISCONNECTING:
-        if progress.connect_sent and seen & _PROGRESS_AFTER_CONNECT:
-            return Step(Action.FAIL, Failure.DISCONNECTED_BY_OTHERS)
-        return WAIT
+        if progress.connect_sent:
+            # KMS refuses a Connect while DISCONNECTING, so this was not so when our Connect was accepted.
+            if seen & _PROGRESS_AFTER_CONNECT:
+                return Step(Action.FAIL, Failure.DISCONNECTED_BY_OTHERS), _Doubt.REVERSED
+            return WAIT, _Doubt.UNSEEN
+        return WAIT, None
     # DISCONNECTED
     if progress.connect_sent:
         if seen & _PROGRESS_AFTER_CONNECT:
-            return Step(Action.FAIL, Failure.DISCONNECTED_BY_OTHERS)
-        # Our Connect has not shown yet: a stale read. The timeout bounds how long we believe that.
-        return WAIT
-    return CONNECT
+            return Step(Action.FAIL, Failure.DISCONNECTED_BY_OTHERS), _Doubt.REVERSED
+        # Our Connect has not shown yet: a stale read, or someone disconnected it before we looked.
+        return WAIT, _Doubt.UNSEEN
+    return CONNECT, None
 
 
-def _towards_disconnected(state: ConnectionState, progress: Progress) -> Step:
+def _towards_disconnected(state: ConnectionState, progress: Progress) -> tuple[Step, _Doubt | None]:
     seen = progress.seen_since_last_action
     if state is ConnectionState.DISCONNECTED:
-        return DONE
+        return DONE, None
     if state is ConnectionState.DISCONNECTING:
-        return WAIT
+        return WAIT, None
     # CONNECTED, CONNECTING or FAILED: all accept a Disconnect.
     if progress.disconnect_sent:
         if seen & _PROGRESS_AFTER_DISCONNECT:
-            return Step(Action.FAIL, Failure.CONNECTED_BY_OTHERS)
-        return WAIT
-    return DISCONNECT
+            return Step(Action.FAIL, Failure.CONNECTED_BY_OTHERS), _Doubt.REVERSED
+        return WAIT, _Doubt.UNSEEN
+    return DISCONNECT, None
 
 
 def _settled(state: ConnectionState) -> ConnectionState:
@@ -197,3 +287,52 @@ def describe_plan(steps: list[str]) -> str:
     if not steps:
         return "nothing to do"
     return "will " + ", then ".join(steps)
+
+
+def next_up(observation: Observation, desired: DesiredState) -> str:
+    """What the next ``pulumi up`` does with a store last seen as ``observation``, in words for error messages.
+
+    A new ``up`` remembers no request of this one: it reads the store and starts from :func:`plan`, e.g. "the next
+    `pulumi up` reads it again and, if it is still DISCONNECTED, connects it".
+    """
+    steps = plan(observation, desired)
+    if not steps:
+        doing = "makes no request"
+    elif steps == [f"wait for {desired.value}"]:
+        doing = f"keeps waiting for {desired.value} without a new request"
+    else:
+        doing = ", then ".join(_third_person(step) for step in steps)
+    return f"the next `pulumi up` reads it again and, if it is still {observation.describe()}, {doing}"
+
+
+def _third_person(step: str) -> str:
+    if step in (Action.CONNECT.value, Action.DISCONNECT.value):
+        return f"{step}s it"
+    if step.startswith("fail: "):
+        return f"fails ({step.removeprefix('fail: ')})"
+    return step.replace("wait for", "waits for", 1)
+
+
+class Standing(str, Enum):
+    """What the other resources of a deployment that name a store make of an operation on it."""
+
+    FREE = "free"
+    """Nothing stands in the way: go on converging."""
+    YIELD = "yield"
+    """A delete, or a store leaving a set, while another resource declares the store CONNECTED: leave it."""
+    CONFLICT = "conflict"
+    """Another resource declares the opposite desired state: refuse, naming both."""
+
+
+def standing(desired: DesiredState, release: bool, others: Collection[DesiredState]) -> Standing:
+    """Whether an operation on a store may go on, given what other resources of the deployment declare for it.
+
+    ``release`` marks a delete or a store leaving a set: it wants the store DISCONNECTED (``desired``) only if
+    nobody else wants it CONNECTED, so it yields to any such declaration, even after its own Disconnect was sent
+    (the resource that declares it CONNECTED then connects it). A declaration instead conflicts with any other
+    declaration of the opposite state: neither can win without undoing the other at every ``up``.
+    """
+    if release:
+        return Standing.YIELD if DesiredState.CONNECTED in others else Standing.FREE
+    opposite = DesiredState.DISCONNECTED if desired is DesiredState.CONNECTED else DesiredState.CONNECTED
+    return Standing.CONFLICT if opposite in others else Standing.FREE

@@ -6,18 +6,29 @@ DISCONNECTING and DISCONNECTED) and what an eventually consistent read can show 
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 import botocore.session
 import pytest
 
 from kms_connection.plan import (
+    CONSISTENCY_LOOKS,
+    CONSISTENCY_SECONDS,
     Action,
     Failure,
     Observation,
     Progress,
+    Standing,
     Step,
+    advance,
+    contradicts,
     decide,
     describe_plan,
+    next_up,
     plan,
+    standing,
 )
 from kms_connection.states import ConnectionState, DesiredState
 
@@ -33,6 +44,7 @@ NOT_FOUND = Step(Action.FAIL, Failure.NOT_FOUND)
 CONNECT_FAILED = Step(Action.FAIL, Failure.CONNECT_FAILED)
 DISCONNECTED_BY_OTHERS = Step(Action.FAIL, Failure.DISCONNECTED_BY_OTHERS)
 CONNECTED_BY_OTHERS = Step(Action.FAIL, Failure.CONNECTED_BY_OTHERS)
+REQUEST_NOT_SEEN = Step(Action.FAIL, Failure.REQUEST_NOT_SEEN)
 
 MODEL_ERROR_CODES: list[str] = list(
     botocore.session.get_session().get_service_model("kms").shape_for("ConnectionErrorCodeType").enum  # type: ignore[attr-defined]
@@ -60,8 +72,26 @@ PROGRESS: dict[str, Progress] = {
 REPAIRED_THEN_CONNECTED = "repaired then connect sent, CONNECTING seen"
 PROGRESS_TOWARDS_DISCONNECTED = [name for name in PROGRESS if name != REPAIRED_THEN_CONNECTED]
 
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """A read that contradicts the last request: waited on (WAIT) until it is believed, then ``believed``.
+
+    ``unseen``: the read shows no sign of the request, so believing it means deciding anew from the read (once;
+    a second time it fails). Otherwise it goes back on progress we saw: another client's doing.
+    """
+
+    believed: Step
+    unseen: bool = False
+
+
+def unseen(believed: Step) -> Doubt:
+    return Doubt(believed, unseen=True)
+
+
 # observed state (None: not found) -> desired -> progress name -> expected step.
-TABLE: dict[C | None, dict[DesiredState, dict[str, Step]]] = {
+TABLE: dict[C | None, dict[DesiredState, dict[str, Step | Doubt]]] = {
     None: {
         UP: dict.fromkeys(PROGRESS, NOT_FOUND),
         DOWN: dict.fromkeys(PROGRESS_TOWARDS_DISCONNECTED, NOT_FOUND),
@@ -72,9 +102,9 @@ TABLE: dict[C | None, dict[DesiredState, dict[str, Step]]] = {
             "nothing sent": DISCONNECT,
             "connect sent, nothing seen since": DISCONNECT,
             "connect sent, CONNECTING seen": DISCONNECT,
-            "disconnect sent, nothing seen since": WAIT,  # a stale read from before our Disconnect
-            "disconnect sent, DISCONNECTING seen": CONNECTED_BY_OTHERS,
-            "disconnect sent, DISCONNECTED seen": CONNECTED_BY_OTHERS,
+            "disconnect sent, nothing seen since": unseen(DISCONNECT),  # stale, or reconnected before we looked
+            "disconnect sent, DISCONNECTING seen": Doubt(CONNECTED_BY_OTHERS),
+            "disconnect sent, DISCONNECTED seen": Doubt(CONNECTED_BY_OTHERS),
         },
     },
     C.CONNECTING: {
@@ -84,9 +114,9 @@ TABLE: dict[C | None, dict[DesiredState, dict[str, Step]]] = {
             "nothing sent": DISCONNECT,
             "connect sent, nothing seen since": DISCONNECT,
             "connect sent, CONNECTING seen": DISCONNECT,
-            "disconnect sent, nothing seen since": WAIT,
-            "disconnect sent, DISCONNECTING seen": CONNECTED_BY_OTHERS,
-            "disconnect sent, DISCONNECTED seen": CONNECTED_BY_OTHERS,
+            "disconnect sent, nothing seen since": unseen(DISCONNECT),
+            "disconnect sent, DISCONNECTING seen": Doubt(CONNECTED_BY_OTHERS),
+            "disconnect sent, DISCONNECTED seen": Doubt(CONNECTED_BY_OTHERS),
         },
     },
     C.FAILED: {
@@ -95,41 +125,43 @@ TABLE: dict[C | None, dict[DesiredState, dict[str, Step]]] = {
             "nothing sent": DISCONNECT,
             "connect sent, nothing seen since": CONNECT_FAILED,
             "connect sent, CONNECTING seen": CONNECT_FAILED,
-            "disconnect sent, nothing seen since": WAIT,  # our repair Disconnect has not shown yet
-            "disconnect sent, DISCONNECTING seen": CONNECTED_BY_OTHERS,
-            "disconnect sent, DISCONNECTED seen": CONNECTED_BY_OTHERS,  # FAILED after the repair: another Connect
+            "disconnect sent, nothing seen since": unseen(DISCONNECT),  # our repair Disconnect has not shown yet
+            "disconnect sent, DISCONNECTING seen": Doubt(CONNECTED_BY_OTHERS),
+            # FAILED after the repair: another Connect.
+            "disconnect sent, DISCONNECTED seen": Doubt(CONNECTED_BY_OTHERS),
             REPAIRED_THEN_CONNECTED: CONNECT_FAILED,
         },
         DOWN: {
             "nothing sent": DISCONNECT,
             "connect sent, nothing seen since": DISCONNECT,
             "connect sent, CONNECTING seen": DISCONNECT,
-            "disconnect sent, nothing seen since": WAIT,
-            "disconnect sent, DISCONNECTING seen": CONNECTED_BY_OTHERS,
-            "disconnect sent, DISCONNECTED seen": CONNECTED_BY_OTHERS,
+            "disconnect sent, nothing seen since": unseen(DISCONNECT),
+            "disconnect sent, DISCONNECTING seen": Doubt(CONNECTED_BY_OTHERS),
+            "disconnect sent, DISCONNECTED seen": Doubt(CONNECTED_BY_OTHERS),
         },
     },
     C.DISCONNECTING: {
         UP: {
             "nothing sent": WAIT,  # Connect is refused while DISCONNECTING
-            "connect sent, nothing seen since": WAIT,
-            "connect sent, CONNECTING seen": DISCONNECTED_BY_OTHERS,
+            # KMS refused Connect while DISCONNECTING, so this was not so when it accepted ours.
+            "connect sent, nothing seen since": unseen(WAIT),
+            "connect sent, CONNECTING seen": Doubt(DISCONNECTED_BY_OTHERS),
             "disconnect sent, nothing seen since": WAIT,
             "disconnect sent, DISCONNECTING seen": WAIT,
             "disconnect sent, DISCONNECTED seen": WAIT,
-            REPAIRED_THEN_CONNECTED: DISCONNECTED_BY_OTHERS,
+            REPAIRED_THEN_CONNECTED: Doubt(DISCONNECTED_BY_OTHERS),
         },
         DOWN: dict.fromkeys(PROGRESS_TOWARDS_DISCONNECTED, WAIT),
     },
     C.DISCONNECTED: {
         UP: {
             "nothing sent": CONNECT,
-            "connect sent, nothing seen since": WAIT,  # a stale read: our Connect has not shown yet
-            "connect sent, CONNECTING seen": DISCONNECTED_BY_OTHERS,
+            "connect sent, nothing seen since": unseen(CONNECT),  # stale, or disconnected before we looked
+            "connect sent, CONNECTING seen": Doubt(DISCONNECTED_BY_OTHERS),
             "disconnect sent, nothing seen since": CONNECT,
             "disconnect sent, DISCONNECTING seen": CONNECT,
             "disconnect sent, DISCONNECTED seen": CONNECT,  # the repair has finished
-            REPAIRED_THEN_CONNECTED: DISCONNECTED_BY_OTHERS,
+            REPAIRED_THEN_CONNECTED: Doubt(DISCONNECTED_BY_OTHERS),
         },
         DOWN: dict.fromkeys(PROGRESS_TOWARDS_DISCONNECTED, DONE),
     },
@@ -140,22 +172,35 @@ def _name(state: C | None) -> str:
     return "missing" if state is None else state.value
 
 
-def _step_name(step: Step) -> str:
+def _step_name(step: Step | Doubt) -> str:
+    if isinstance(step, Doubt):
+        return f"doubt, then {_step_name(step.believed)}"
     return f"fail:{step.failure.value}" if step.failure else step.action.value
 
 
-DECISIONS = [
-    pytest.param(
-        state,
-        desired,
-        PROGRESS[progress],
-        expected,
-        id=f"{_name(state)}->{desired.value}, {progress}: {_step_name(expected)}",
-    )
-    for state, by_desired in TABLE.items()
-    for desired, by_progress in by_desired.items()
-    for progress, expected in by_progress.items()
-]
+def convinced(progress: Progress) -> Progress:
+    """``progress`` after a contradicting read has persisted for the whole consistency window."""
+    return dataclasses.replace(progress, doubts=CONSISTENCY_LOOKS + 1, doubted_for=CONSISTENCY_SECONDS)
+
+
+def _cells(kind: type) -> list[Any]:
+    return [
+        pytest.param(
+            state,
+            desired,
+            PROGRESS[progress],
+            expected,
+            id=f"{_name(state)}->{desired.value}, {progress}: {_step_name(expected)}",
+        )
+        for state, by_desired in TABLE.items()
+        for desired, by_progress in by_desired.items()
+        for progress, expected in by_progress.items()
+        if isinstance(expected, kind)
+    ]
+
+
+DECISIONS = _cells(Step)
+DOUBTS = _cells(Doubt)
 
 
 def test_the_table_covers_every_state_desired_state_and_progress() -> None:
@@ -169,6 +214,7 @@ def test_the_table_covers_every_state_desired_state_and_progress() -> None:
 @pytest.mark.parametrize(("state", "desired", "progress", "expected"), DECISIONS)
 def test_decide(state: C | None, desired: DesiredState, progress: Progress, expected: Step) -> None:
     assert decide(Observation(state), desired, progress) == expected
+    assert not contradicts(Observation(state), desired, progress)
 
 
 @pytest.mark.parametrize(("state", "desired", "progress", "expected"), DECISIONS)
@@ -177,6 +223,31 @@ def test_decide_is_the_same_once_the_current_observation_is_recorded(
 ) -> None:
     # The reconciler records what it sees before it decides; that must not change the decision.
     assert decide(Observation(state), desired, progress.observed(state)) == expected
+
+
+@pytest.mark.parametrize(("state", "desired", "progress", "doubt"), DOUBTS)
+def test_a_read_that_contradicts_the_last_request_is_waited_on_until_believed(
+    state: C, desired: DesiredState, progress: Progress, doubt: Doubt
+) -> None:
+    assert contradicts(Observation(state), desired, progress)
+    assert decide(Observation(state), desired, progress) == WAIT
+    assert decide(Observation(state), desired, progress.observed(state)) == WAIT
+
+
+@pytest.mark.parametrize(("state", "desired", "progress", "doubt"), DOUBTS)
+def test_a_contradiction_believed_is_decided_anew_or_blamed_on_another_client(
+    state: C, desired: DesiredState, progress: Progress, doubt: Doubt
+) -> None:
+    assert decide(Observation(state), desired, convinced(progress)) == doubt.believed
+
+
+@pytest.mark.parametrize(("state", "desired", "progress", "doubt"), DOUBTS)
+def test_a_request_that_never_shows_after_it_was_decided_anew_fails_as_not_seen(
+    state: C, desired: DesiredState, progress: Progress, doubt: Doubt
+) -> None:
+    second_time = dataclasses.replace(convinced(progress), redecided=True)
+    expected = REQUEST_NOT_SEEN if doubt.unseen else doubt.believed
+    assert decide(Observation(state), desired, second_time) == expected
 
 
 def test_decide_defaults_to_nothing_sent() -> None:
@@ -225,6 +296,75 @@ def test_sending_a_connect_keeps_the_earlier_disconnect() -> None:
 def test_only_connect_and_disconnect_can_be_sent(action: Action) -> None:
     with pytest.raises(ValueError, match="not a mutating action"):
         Progress().sent(action)
+
+
+def test_doubts_count_contradicting_reads_and_time_from_the_first() -> None:
+    progress = Progress(connect_sent=True).doubting(10.0).doubting(10.5).doubting(12.0)
+    assert (progress.doubts, progress.doubt_since, progress.doubted_for) == (3, 10.0, 2.0)
+
+
+def test_a_read_that_agrees_ends_the_doubt() -> None:
+    progress = Progress(connect_sent=True).doubting(10.0).doubting(11.0).trusting()
+    assert progress == Progress(connect_sent=True)
+
+
+@pytest.mark.parametrize(
+    ("reads", "seconds", "believed"),
+    [
+        pytest.param(CONSISTENCY_LOOKS + 1, CONSISTENCY_SECONDS, True, id="both-reached"),
+        pytest.param(CONSISTENCY_LOOKS, 60.0, False, id="too-few-reads"),
+        pytest.param(50, CONSISTENCY_SECONDS - 0.1, False, id="too-soon"),
+    ],
+)
+def test_a_contradiction_is_believed_after_enough_looks_and_enough_seconds(
+    reads: int, seconds: float, believed: bool
+) -> None:
+    assert Progress(doubts=reads, doubted_for=seconds).convinced is believed
+
+
+def test_sending_a_request_ends_the_doubt_but_remembers_a_decision_made_anew() -> None:
+    progress = Progress(connect_sent=True, redecided=True).doubting(1.0).sent(Action.CONNECT)
+    assert progress == Progress(connect_sent=True, redecided=True)
+
+
+# --- advance: what the reconciler calls after every read ----------------------------------------------------------
+
+
+def _reads(progress: Progress, desired: DesiredState, reads: list[tuple[float, C]]) -> list[tuple[Progress, Step]]:
+    steps = []
+    for at, state in reads:
+        progress, step = advance(Observation(state), desired, progress, at)
+        steps.append((progress, step))
+    return steps
+
+
+def test_advance_waits_out_a_stale_read_that_then_shows_the_request() -> None:
+    steps = _reads(Progress(connect_sent=True), UP, [(0.5, C.DISCONNECTED), (1.0, C.CONNECTING), (1.5, C.CONNECTED)])
+    assert [step for _, step in steps] == [WAIT, WAIT, DONE]
+    assert steps[1][0].doubts == 0  # the agreeing read ended the doubt
+
+
+def test_advance_believes_a_request_never_shown_after_the_window_and_sends_it_again() -> None:
+    reads = [(0.5 * n, C.DISCONNECTED) for n in range(1, 12)]
+    steps = _reads(Progress(connect_sent=True), UP, reads)
+    actions = [step.action for _, step in steps]
+    # First contradicting read at 0.5 s; believed at the first read 5 s after it.
+    assert actions == [Action.WAIT] * 10 + [Action.CONNECT]
+    progress, _ = steps[-1]
+    assert progress == Progress(redecided=True, seen_since_last_action=frozenset({C.DISCONNECTED}))
+
+
+def test_advance_blames_another_client_for_progress_reversed_only_after_the_window() -> None:
+    progress = Progress(connect_sent=True).observed(C.CONNECTING)
+    reads = [(100.0 + n, C.DISCONNECTED) for n in range(7)]
+    actions = [step for _, step in _reads(progress, UP, reads)]
+    assert actions == [WAIT] * 5 + [DISCONNECTED_BY_OTHERS] * 2
+
+
+def test_advance_fails_a_request_that_never_shows_twice() -> None:
+    progress = Progress(connect_sent=True, redecided=True)
+    reads = [(0.5 * n, C.DISCONNECTED) for n in range(1, 12)]
+    assert _reads(progress, UP, reads)[-1][1] == REQUEST_NOT_SEEN
 
 
 # --- Observation --------------------------------------------------------------------------------------------------
@@ -298,3 +438,65 @@ def test_plan_ignores_the_error_code_of_a_failed_store() -> None:
 )
 def test_describe_plan(steps: list[str], text: str) -> None:
     assert describe_plan(steps) == text
+
+
+# --- next_up: what the next `pulumi up` does, for messages --------------------------------------------------------
+
+NEXT_UP = [
+    (C.CONNECTED, UP, "makes no request"),
+    (C.CONNECTED, DOWN, "disconnects it"),
+    (C.CONNECTING, UP, "keeps waiting for CONNECTED without a new request"),
+    (C.CONNECTING, DOWN, "disconnects it"),
+    (C.FAILED, UP, "disconnects it, then connects it"),
+    (C.FAILED, DOWN, "disconnects it"),
+    (C.DISCONNECTING, UP, "waits for DISCONNECTED, then connects it"),
+    (C.DISCONNECTING, DOWN, "keeps waiting for DISCONNECTED without a new request"),
+    (C.DISCONNECTED, UP, "connects it"),
+    (C.DISCONNECTED, DOWN, "makes no request"),
+]
+
+
+def test_the_next_up_table_covers_every_state_and_desired_state() -> None:
+    every = {(state, desired) for state in ConnectionState for desired in DesiredState}
+    assert {(state, desired) for state, desired, _ in NEXT_UP} == every
+
+
+@pytest.mark.parametrize(
+    ("state", "desired", "doing"), [pytest.param(s, d, t, id=f"{s.value}->{d.value}") for s, d, t in NEXT_UP]
+)
+def test_next_up_says_what_a_fresh_up_does_if_the_store_has_not_moved(
+    state: C, desired: DesiredState, doing: str
+) -> None:
+    observation = Observation(state, "NETWORK_ERRORS" if state is C.FAILED else None)
+    assert next_up(observation, desired) == (
+        f"the next `pulumi up` reads it again and, if it is still {observation.describe()}, {doing}"
+    )
+
+
+# --- standing: one store, several resources -----------------------------------------------------------------------
+
+STANDINGS = [
+    # (desired, release, what other resources declare) -> standing
+    (DOWN, True, [], Standing.FREE),
+    (DOWN, True, [DOWN], Standing.FREE),
+    (DOWN, True, [UP], Standing.YIELD),
+    (DOWN, True, [DOWN, UP], Standing.YIELD),
+    (UP, False, [], Standing.FREE),
+    (UP, False, [UP], Standing.FREE),  # two resources may both want it CONNECTED; a repair is for both
+    (UP, False, [DOWN], Standing.CONFLICT),
+    (UP, False, [UP, DOWN], Standing.CONFLICT),
+    (DOWN, False, [], Standing.FREE),
+    (DOWN, False, [DOWN], Standing.FREE),
+    (DOWN, False, [UP], Standing.CONFLICT),
+]
+
+
+@pytest.mark.parametrize(
+    ("desired", "release", "others", "expected"),
+    [
+        pytest.param(d, r, o, e, id=f"{'release' if r else d.value} vs {[x.value for x in o]}: {e.value}")
+        for d, r, o, e in STANDINGS
+    ],
+)
+def test_standing(desired: DesiredState, release: bool, others: list[DesiredState], expected: Standing) -> None:
+    assert standing(desired, release, others) is expected
