@@ -11,8 +11,9 @@ from .states import remedy
 # What to do about each KMS API error code that can reach a user once botocore's retries are spent.
 API_ERROR_REMEDIES: dict[str, str] = {
     "CustomKeyStoreNotFoundException": (
-        "check custom_key_store_id and region; if the store was deleted, run `pulumi refresh` to drop it from the "
-        "stack, or remove the resource from the program"
+        "check custom_key_store_id and region; if the store was deleted, remove the resource from the program: the "
+        "next `pulumi up` then drops it from the stack (`pulumi refresh` drops it at once, but an `up` of a program "
+        "that still declares it fails again)"
     ),
     "CustomKeyStoreInvalidStateException": (
         "another client changed the store's state at the same time; run `pulumi up` again"
@@ -51,12 +52,12 @@ class KeyStoreError(Exception):
 class KeyStoreNotFoundError(KeyStoreError):
     """DescribeCustomKeyStores does not know the store."""
 
-    def __init__(self, store_id: str, region: str) -> None:
+    def __init__(self, store_id: str, region: str, fix: str | None = None) -> None:
         super().__init__(
             store_id,
             region,
             "not found (CustomKeyStoreNotFoundException). "
-            + API_ERROR_REMEDIES["CustomKeyStoreNotFoundException"]
+            + (fix or API_ERROR_REMEDIES["CustomKeyStoreNotFoundException"])
             + ".",
         )
 
@@ -77,26 +78,70 @@ class ConnectFailedError(KeyStoreError):
 class ConvergeTimeoutError(KeyStoreError):
     """The store did not reach the desired state within the resource's timeout."""
 
-    def __init__(self, store_id: str, region: str, target: str, last: str, waited: float, timeout_input: str) -> None:
+    def __init__(
+        self,
+        store_id: str,
+        region: str,
+        target: str,
+        last: str,
+        waited: float,
+        timeout_input: str,
+        next_up: str | None = None,
+    ) -> None:
         self.last_state = last
+        # None: the store is on its way to the target, and the next `up` just waits for it.
+        advice = (
+            f"run `pulumi up` again to keep waiting without a new request, or raise {timeout_input}"
+            if next_up is None
+            else f"{next_up}; raise {timeout_input} to wait longer"
+        )
         super().__init__(
             store_id,
             region,
-            f"still {last} after waiting {waited:.0f} s for {target}. Nothing was undone: run `pulumi up` again "
-            f"to keep waiting without a new request, or raise {timeout_input}.",
+            f"still {last} after waiting {waited:.0f} s for {target}. Nothing was undone: {advice}.",
         )
 
 
 class ChangedByOthersError(KeyStoreError):
     """Another client moved the store the other way while we waited."""
 
-    def __init__(self, store_id: str, region: str, target: str, last: str) -> None:
+    def __init__(self, store_id: str, region: str, target: str, last: str, next_up: str) -> None:
         super().__init__(
             store_id,
             region,
             f"another client changed the store to {last} while it was converging to {target}. Check who manages "
-            "this store, then run `pulumi up` again.",
+            f"this store: {next_up}.",
         )
+
+
+class RequestNotSeenError(KeyStoreError):
+    """A request was accepted, sent again, and neither showed: someone undoes it, or KMS lags far behind."""
+
+    def __init__(self, store_id: str, region: str, operation: str, last: str, seconds: float, next_up: str) -> None:
+        super().__init__(
+            store_id,
+            region,
+            f"KMS accepted {operation} twice, but the store still showed {last} {seconds:.0f} s after the second "
+            "(and after the first): another client undoes it, or KMS is slower than usual to show the change. Check "
+            f"who manages this store: {next_up}.",
+        )
+
+
+def conflict_text(declarations: list[str]) -> str:
+    """What is wrong with one store declared in opposite desired states (each as ``CONNECTED by ...``)."""
+    return (
+        f"declared {' and '.join(declarations)}. One store has one desired state: declare it in one resource, or "
+        "give every resource that names it the same desired_state; every `pulumi preview` and `pulumi up` refuses "
+        "it until then"
+    )
+
+
+class DeclarationConflictError(KeyStoreError):
+    """Two resources of the stack declare one store in opposite desired states."""
+
+    def __init__(self, store_id: str, region: str, declarations: list[str]) -> None:
+        self.declarations = declarations
+        super().__init__(store_id, region, f"stopped converging: the store is {conflict_text(declarations)}.")
 
 
 class KmsApiError(KeyStoreError):
@@ -126,3 +171,34 @@ class KeyStoreSetError(Exception):
         if converged:
             lines.append(f"These converged: {', '.join(converged)}.")
         super().__init__("\n".join(lines))
+
+
+class UnrecordedConnectionsError(Exception):
+    """An operation failed after it had connected stores that the stack's state will therefore not record.
+
+    The Python dynamic provider cannot hand the engine outputs with a failure, so the state keeps what it held
+    before the operation. The message says so, store by store, with the command that disconnects each.
+    """
+
+    def __init__(self, cause: BaseException, store_ids: list[str], recorded: str, commands: list[str]) -> None:
+        self.cause = cause
+        self.store_ids = store_ids
+        it = "them" if len(store_ids) > 1 else "it"
+        lines = [
+            str(cause),
+            f"This operation connected {', '.join(store_ids)} before it failed, so the stack's state does not record "
+            f"{it} ({recorded}). The next `pulumi up` of the same program records {it}. If you remove {it} from the "
+            f"program instead, nothing will disconnect {it}; do it with:",
+        ]
+        lines += [f"  {command}" for command in commands]
+        super().__init__("\n".join(lines))
+
+
+def disconnect_command(store_id: str, region: str, profile: str | None, endpoint: str | None) -> str:
+    """The AWS CLI command that disconnects a store, with the profile and endpoint the stack config names."""
+    command = f"aws kms disconnect-custom-key-store --custom-key-store-id {store_id} --region {region}"
+    if profile:
+        command += f" --profile {profile}"
+    if endpoint:
+        command += f" --endpoint-url {endpoint}"
+    return command

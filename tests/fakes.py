@@ -7,6 +7,7 @@ store goes through. Every call is recorded with the fake time it was made at.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kms_connection.gateway import KeyStore
@@ -69,12 +70,20 @@ class ScriptedGateway:
     disconnect_errors: list[Exception] = field(default_factory=list)
     region: str = REGION
     calls: list[tuple[float, str]] = field(default_factory=list)
+    on_each_connect: list[list[Answer]] = field(default_factory=list)
+    """Scripts for the first Connects, one each, before ``on_connect`` serves every later one."""
+    on_each_disconnect: list[list[Answer]] = field(default_factory=list)
+    """The same for Disconnects."""
+    on_describe: list[Callable[[], None]] = field(default_factory=list)
+    """Called at each read, in order, before it answers (one per read): what happens in the world meanwhile."""
 
     def __post_init__(self) -> None:
         assert self.script, "a script needs at least one answer"
 
     def describe(self, store_id: str) -> KeyStore | None:
         self.calls.append((self.clock.now, "describe"))
+        if self.on_describe:
+            self.on_describe.pop(0)()
         answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         return key_store(answer, store_id)
 
@@ -82,13 +91,13 @@ class ScriptedGateway:
         self.calls.append((self.clock.now, "connect"))
         if self.connect_errors:
             raise self.connect_errors.pop(0)
-        self.script = list(self.on_connect)
+        self.script = self.on_each_connect.pop(0) if self.on_each_connect else list(self.on_connect)
 
     def disconnect(self, store_id: str) -> None:
         self.calls.append((self.clock.now, "disconnect"))
         if self.disconnect_errors:
             raise self.disconnect_errors.pop(0)
-        self.script = list(self.on_disconnect)
+        self.script = self.on_each_disconnect.pop(0) if self.on_each_disconnect else list(self.on_disconnect)
 
     @property
     def names(self) -> list[str]:
@@ -97,6 +106,10 @@ class ScriptedGateway:
     @property
     def mutations(self) -> list[str]:
         return [name for name in self.names if name in MUTATING]
+
+    def times_of(self, name: str) -> list[float]:
+        """When each call of ``name`` was made, in fake time."""
+        return [at for at, called in self.calls if called == name]
 
 
 def key_store(answer: Answer, store_id: str = STORE_ID) -> KeyStore | None:

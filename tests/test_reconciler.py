@@ -6,20 +6,23 @@ Time is fake: ``sleep`` moves the fake clock, so a twenty-minute wait runs in mi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
+from kms_connection.deployment import Deployment
 from kms_connection.errors import (
     ChangedByOthersError,
     ConnectFailedError,
     ConvergeTimeoutError,
+    DeclarationConflictError,
     KeyStoreNotFoundError,
     KmsApiError,
+    RequestNotSeenError,
 )
 from kms_connection.gateway import KeyStore
-from kms_connection.plan import Observation, plan
+from kms_connection.plan import CONSISTENCY_LOOKS, CONSISTENCY_SECONDS, Observation, plan
 from kms_connection.reconciler import (
     CONSISTENCY_RETRIES,
     NOT_FOUND_GRACE_SECONDS,
@@ -49,25 +52,39 @@ DOWN = DesiredState.DISCONNECTED
 
 @dataclass
 class World:
-    """A reconciler wired to a scripted gateway, a fake clock and a log that records fake times."""
+    """A reconciler wired to a scripted gateway, a fake clock, a log that records fake times and a deployment's
+    record of declarations."""
 
     gateway: ScriptedGateway
     clock: FakeClock
     log: FakeLog
     draw: float = 0.0
+    deployment: Deployment = field(default_factory=Deployment)
     reconciler: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
         self.reconciler = Reconciler(
-            self.gateway, clock=self.clock, sleep=self.clock.sleep, log=self.log, draw=lambda: self.draw
+            self.gateway,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            log=self.log,
+            draw=lambda: self.draw,
+            deployment=self.deployment,
         )
 
     def converge(
-        self, desired: DesiredState = UP, timeout: float = 1800, *, missing_ok: bool = False, grace: float = 0.0
+        self,
+        desired: DesiredState = UP,
+        timeout: float = 1800,
+        *,
+        missing_ok: bool = False,
+        grace: float = 0.0,
+        known: bool = False,
     ) -> KeyStore | None:
-        return self.reconciler.converge(
-            STORE_ID, Goal(desired, timeout, "connect_timeout_seconds", missing_ok=missing_ok, not_found_grace=grace)
+        goal = Goal(
+            desired, timeout, "connect_timeout_seconds", missing_ok=missing_ok, not_found_grace=grace, known=known
         )
+        return self.reconciler.converge(STORE_ID, goal)
 
 
 def world(
@@ -303,9 +320,19 @@ def test_disconnected_by_others_during_the_wait_raises_changed_by_others() -> No
         w.converge(UP)
     assert str(raised.value) == (
         f"custom key store {STORE_ID} in {REGION}: another client changed the store to DISCONNECTED while it was "
-        "converging to CONNECTED. Check who manages this store, then run `pulumi up` again."
+        "converging to CONNECTED. Check who manages this store: the next `pulumi up` reads it again and, if it is "
+        "still DISCONNECTED, connects it."
     )
     assert w.gateway.mutations == ["connect"]
+
+
+def test_progress_reversed_is_believed_only_after_the_consistency_window() -> None:
+    w = world(DISCONNECTED, on_connect=[CONNECTING, CONNECTING, DISCONNECTED])
+    with pytest.raises(ChangedByOthersError):
+        w.converge(UP)
+    first_reversed, failed_at = w.gateway.times_of("describe")[2], w.clock.now
+    assert failed_at - first_reversed >= CONSISTENCY_SECONDS
+    assert len([at for at in w.gateway.times_of("describe") if at >= first_reversed]) > CONSISTENCY_LOOKS
 
 
 def test_connected_by_others_during_a_disconnect_raises_changed_by_others() -> None:
@@ -357,10 +384,21 @@ def test_timeout_raises_naming_the_last_state_and_the_seconds_waited() -> None:
 
 
 def test_timeout_names_the_error_code_of_a_failed_store_it_was_waiting_on() -> None:
-    # Our repair Disconnect never shows: the store stays FAILED until the timeout.
+    # Our repair Disconnect has not shown when the (short) timeout comes.
     w = world((FAILED, "NETWORK_ERRORS"), on_disconnect=[(FAILED, "NETWORK_ERRORS")])
-    with pytest.raises(ConvergeTimeoutError, match=r"still FAILED \(NETWORK_ERRORS\) after waiting 60 s"):
-        w.converge(UP, timeout=60)
+    with pytest.raises(ConvergeTimeoutError, match=r"still FAILED \(NETWORK_ERRORS\) after waiting 3 s"):
+        w.converge(UP, timeout=3)
+
+
+def test_a_timeout_before_a_request_has_shown_says_the_next_up_sends_it_again() -> None:
+    w = world(DISCONNECTED, on_connect=[DISCONNECTED])
+    with pytest.raises(ConvergeTimeoutError) as raised:
+        w.converge(UP, timeout=2)
+    assert str(raised.value) == (
+        f"custom key store {STORE_ID} in {REGION}: still DISCONNECTED after waiting 2 s for CONNECTED. Nothing was "
+        "undone: the next `pulumi up` reads it again and, if it is still DISCONNECTED, connects it; raise "
+        "connect_timeout_seconds to wait longer."
+    )
 
 
 @pytest.mark.parametrize("timeout", [1, 7, 60, 1800, 86400])
@@ -475,3 +513,155 @@ def test_a_missing_store_fails_as_the_plan_announced() -> None:
     assert plan(Observation(None), UP) == ["fail: not found"]
     with pytest.raises(KeyStoreNotFoundError):
         world(None).converge(UP)
+
+
+# --- a request undone before we looked ----------------------------------------------------------------------------
+
+
+def test_a_disconnect_undone_before_the_first_read_is_sent_again_once_the_window_has_passed() -> None:
+    # Another client reconnects the store between our Disconnect and our first read.
+    w = world(CONNECTED, DISCONNECTED)
+    w.gateway.on_each_disconnect = [[CONNECTED], [DISCONNECTING, DISCONNECTED]]
+    assert state_of(w.converge(DOWN, timeout=900)) is DISCONNECTED
+    first, second = w.gateway.times_of("disconnect")
+    assert CONSISTENCY_SECONDS <= second - first < 2 * CONSISTENCY_SECONDS  # believed at the window, not the timeout
+    assert w.gateway.mutations == ["disconnect", "disconnect"]
+
+
+def test_a_connect_undone_before_the_first_read_is_sent_again_once_the_window_has_passed() -> None:
+    w = world(DISCONNECTED)
+    w.gateway.on_each_connect = [[DISCONNECTED], [CONNECTING, CONNECTED]]
+    assert state_of(w.converge(UP)) is CONNECTED
+    first, second = w.gateway.times_of("connect")
+    assert CONSISTENCY_SECONDS <= second - first < 2 * CONSISTENCY_SECONDS
+    assert w.gateway.mutations == ["connect", "connect"]
+
+
+def test_a_request_undone_twice_fails_naming_what_changed_and_what_the_next_up_does() -> None:
+    w = world(CONNECTED, on_disconnect=[CONNECTED])
+    with pytest.raises(RequestNotSeenError) as raised:
+        w.converge(DOWN, timeout=900)
+    message = str(raised.value)
+    assert message.startswith(
+        f"custom key store {STORE_ID} in {REGION}: KMS accepted DisconnectCustomKeyStore twice, but the store still "
+        "showed CONNECTED 5 s after the second"
+    )
+    assert message.endswith(
+        "Check who manages this store: the next `pulumi up` reads it again and, if it is still CONNECTED, "
+        "disconnects it."
+    )
+    assert w.gateway.mutations == ["disconnect", "disconnect"]
+    assert w.clock.now < 3 * CONSISTENCY_SECONDS  # not the 900 s timeout
+
+
+# --- a store the state records ------------------------------------------------------------------------------------
+
+
+def test_a_first_not_found_of_a_store_the_state_records_is_looked_at_again() -> None:
+    w = world(None, CONNECTED)
+    assert state_of(w.converge(UP, known=True)) is CONNECTED
+    assert w.gateway.names == ["describe", "describe"]
+
+
+def test_a_store_the_state_records_is_believed_missing_after_the_retry_limit() -> None:
+    w = world(None)
+    with pytest.raises(KeyStoreNotFoundError):
+        w.converge(UP, known=True)
+    assert w.gateway.names == ["describe"] * (CONSISTENCY_RETRIES + 1)
+
+
+def test_observe_looks_again_for_a_store_not_found() -> None:
+    w = world(None, None, CONNECTED)
+    assert state_of(w.reconciler.observe([STORE_ID])[STORE_ID]) is CONNECTED
+    assert w.gateway.names == ["describe"] * 3
+
+
+def test_observe_believes_a_missing_store_after_the_retry_limit() -> None:
+    w = world(None)
+    assert w.reconciler.observe([STORE_ID]) == {STORE_ID: None}
+    assert w.gateway.names == ["describe"] * (CONSISTENCY_RETRIES + 1)
+
+
+# --- one store, several resources of the deployment ---------------------------------------------------------------
+
+SET = "CustomKeyStoreConnectionSet 'fleet'"
+CONN = "CustomKeyStoreConnection 'hsm'"
+
+
+def declaring(w: World, resource: str, desired: DesiredState) -> Callable[[], None]:
+    """What happens when the engine shows the provider a resource that names the store, at some read."""
+
+    def declare() -> None:
+        w.deployment.declare(resource, REGION, [STORE_ID], desired)
+
+    return declare
+
+
+def nothing() -> None:
+    """A read at which nothing else happens."""
+
+
+def release() -> Goal:
+    return Goal(DOWN, 900, "disconnect_timeout_seconds", missing_ok=True, known=True, release=True)
+
+
+def declared(resource: str = SET) -> Goal:
+    return Goal(UP, 1800, "connect_timeout_seconds", resource=resource)
+
+
+def test_a_release_of_a_store_another_resource_declares_connected_makes_no_call() -> None:
+    w = world(CONNECTED)
+    w.deployment.declare(SET, REGION, [STORE_ID], UP)
+    outcome = w.reconciler.run({STORE_ID: release()})
+    assert not outcome.failed and outcome.yielded == [STORE_ID]
+    assert w.gateway.calls == []
+    assert w.log.containing(f"{STORE_ID}: declared CONNECTED by {SET} in this stack: leaving it connected")
+
+
+def test_a_release_consults_the_declarations_at_the_moment_of_its_disconnect() -> None:
+    # The resource that wants it CONNECTED reaches the provider while the release reads the store.
+    w = world(CONNECTED)
+    w.gateway.on_describe = [declaring(w, SET, UP)]
+    outcome = w.reconciler.run({STORE_ID: release()})
+    assert outcome.yielded == [STORE_ID]
+    assert w.gateway.mutations == []
+
+
+def test_a_release_stops_waiting_when_another_resource_declares_the_store_connected() -> None:
+    w = world(CONNECTED, on_disconnect=[DISCONNECTING])
+    w.gateway.on_describe = [nothing, declaring(w, SET, UP)]
+    outcome = w.reconciler.run({STORE_ID: release()})
+    assert not outcome.failed and outcome.yielded == [STORE_ID]  # no "changed by others" when it is reconnected
+    assert w.gateway.mutations == ["disconnect"]
+
+
+def test_a_declaration_that_conflicts_stops_an_operation_at_its_next_step_naming_both() -> None:
+    w = world(DISCONNECTED, on_connect=[CONNECTING])
+    w.deployment.declare(CONN, REGION, [STORE_ID], UP)
+    w.gateway.on_describe = [nothing, declaring(w, SET, DOWN)]
+    with pytest.raises(DeclarationConflictError) as raised:
+        w.reconciler.converge(STORE_ID, declared(CONN))
+    assert str(raised.value).startswith(
+        f"custom key store {STORE_ID} in {REGION}: stopped converging: the store is declared CONNECTED by {CONN} "
+        f"and DISCONNECTED by {SET}."
+    )
+    assert w.gateway.mutations == ["connect"]
+
+
+def test_a_repair_waits_while_another_operation_sends_requests_for_the_store() -> None:
+    w = world((FAILED, "INTERNAL_ERROR"), DISCONNECTED)
+    other = object()
+    assert w.deployment.drive(REGION, STORE_ID, other)
+    w.gateway.on_describe = [nothing, nothing, lambda: w.deployment.release(REGION, STORE_ID, other)]
+    assert state_of(w.reconciler.converge(STORE_ID, declared())) is CONNECTED
+    # Held on the FAILED read and on the DISCONNECTED one (the other operation's repair under way); once that
+    # operation was done, our own decision from the next read. Never a Disconnect of ours in between.
+    assert w.gateway.names[:3] == ["describe", "describe", "describe"]
+    assert w.gateway.mutations == ["connect"]
+    assert w.log.containing("another resource of this stack is sending requests for it")
+
+
+def test_an_operation_lets_other_operations_drive_the_store_once_it_is_done() -> None:
+    w = world(DISCONNECTED)
+    w.reconciler.converge(STORE_ID, declared())
+    assert w.deployment.drive(REGION, STORE_ID, object())
