@@ -25,6 +25,9 @@ ON_DELETE = "on_delete"
 CONNECT_TIMEOUT = "connect_timeout_seconds"
 DISCONNECT_TIMEOUT = "disconnect_timeout_seconds"
 REGION = "region"
+RESOURCE_NAME = "resource_name"
+"""Set by the resource classes to the resource's name: the dynamic provider API shows a provider no URN, and the
+provider must tell apart the resources that name one store (``deployment.py``)."""
 
 DEFAULTS: dict[str, Any] = {
     DESIRED_STATE: DesiredState.CONNECTED.value,
@@ -37,8 +40,8 @@ COMMON_INPUT_NAMES = (DESIRED_STATE, ON_DELETE, CONNECT_TIMEOUT, DISCONNECT_TIME
 INPUT_NAMES = (CUSTOM_KEY_STORE_ID, *COMMON_INPUT_NAMES)
 SET_INPUT_NAMES = (CUSTOM_KEY_STORE_IDS, *COMMON_INPUT_NAMES)
 MAX_TIMEOUT_SECONDS = 86400
-# Properties the dynamic provider machinery adds itself.
-_INTERNAL = frozenset({"__provider"})
+# Properties the dynamic provider machinery, or the resource classes, add themselves.
+_INTERNAL = frozenset({"__provider", RESOURCE_NAME})
 
 _STORE_ID = re.compile(r"^cks-[0-9a-f]{1,60}$")
 _KEY_ID = re.compile(r"^(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", re.I)

@@ -5,7 +5,8 @@ The engine runs them in one process per deployment (``python -u -m pulumi.dynami
 of each class that every resource of the stack shares across the server's four worker threads. An instance
 pickles to a reference to its class and nothing else; boto3 clients are made lazily in the provider process, one
 per Region. Deciding what to do is ``plan.py``'s and waiting is ``reconciler.py``'s; this module translates
-between them and the engine's properties.
+between them and the engine's properties, and records in ``DEPLOYMENT`` what each resource declares as soon as
+the engine shows it (check, diff, create, update).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import functools
 import sys
 import threading
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, NoReturn
 
 from pulumi.dynamic import (
     CheckFailure,
@@ -32,10 +33,12 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from . import inputs as names
+from .deployment import Declaration, Deployment
+from .errors import API_ERROR_REMEDIES, UnrecordedConnectionsError, conflict_text, disconnect_command
 from .gateway import KeyStore, KmsGateway, make_client
 from .inputs import INPUT_NAMES, SET_INPUT_NAMES, check_inputs, check_set_inputs
 from .plan import Observation, describe_plan, plan
-from .reconciler import NOT_FOUND_GRACE_SECONDS, Goal, Reconciler
+from .reconciler import NOT_FOUND_GRACE_SECONDS, Goal, Outcome, Reconciler
 from .settings import REGION_HELP, AwsSettings
 from .states import DesiredState, OnDelete
 
@@ -52,48 +55,23 @@ SET_OUTPUT_NAMES = ("connection_states", "connection_error_codes")
 REPLACE_ON_CHANGE = (names.CUSTOM_KEY_STORE_ID, names.REGION)
 UPDATE_IN_PLACE = (names.DESIRED_STATE, names.ON_DELETE, names.CONNECT_TIMEOUT, names.DISCONNECT_TIMEOUT)
 
+CONNECTION_NOT_FOUND = API_ERROR_REMEDIES["CustomKeyStoreNotFoundException"]
+SET_MEMBER_NOT_FOUND = (
+    "check custom_key_store_ids and region; if the store was deleted, remove it from the set's "
+    "custom_key_store_ids: the next `pulumi up` then drops it from the set (`pulumi refresh` does not, since the "
+    "set still lists it)"
+)
 
-class Claims:
-    """Which resources of this deployment want which stores CONNECTED.
+_DESIRED_VALUES = frozenset(desired.value for desired in DesiredState)
 
-    The engine creates a resource's replacement before it deletes the old one, and creates renamed resources
-    (or a set a store moved into) before it deletes the ones they replace. A delete that disconnected a store
-    another resource had just connected would leave the state saying CONNECTED over a disconnected store, with
-    every key in it unusable. The engine runs one provider process per deployment, so a process-wide record of
-    who converged what is exactly the deployment's knowledge; resources are told apart by their ids.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._holders: dict[tuple[str, str], set[str]] = {}
-
-    def record(self, region: str, store_id: str, resource_id: str, connected: bool) -> None:
-        """Record whether ``resource_id`` wants the store CONNECTED."""
-        with self._lock:
-            holders = self._holders.setdefault((region, store_id), set())
-            if connected:
-                holders.add(resource_id)
-            else:
-                holders.discard(resource_id)
-
-    def clear(self) -> None:
-        """Forget every claim (a new deployment, in tests that run several in one process)."""
-        with self._lock:
-            self._holders.clear()
-
-    def others(self, region: str, store_id: str, resource_id: str) -> set[str]:
-        """The other resources that want the store CONNECTED."""
-        with self._lock:
-            return self._holders.get((region, store_id), set()) - {resource_id}
-
-
-CLAIMS = Claims()
+DEPLOYMENT = Deployment()
+"""What this provider process (one per deployment) has been shown of the program: see ``deployment.py``."""
 
 
 def new_deployment() -> None:
-    """Forget the claims of the process: what a new provider process starts with. The engine starts one per
+    """Forget what the process was shown: what a new provider process starts with. The engine starts one per
     deployment; tests that run many deployments in one process call this between them."""
-    CLAIMS.clear()
+    DEPLOYMENT.clear()
 
 
 def log(line: str) -> None:
@@ -102,7 +80,13 @@ def log(line: str) -> None:
 
 
 class _KmsProvider(ResourceProvider):
-    """What both providers share: settings from the stack config, and one KMS gateway per Region."""
+    """What both providers share: settings from the stack config, one KMS gateway per Region, and declaring what
+    a resource wants to the deployment's record."""
+
+    kind = ""
+    """The resource class's name, for messages: ``CustomKeyStoreConnection``."""
+    stores_key = ""
+    """The input that names the stores."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -142,17 +126,81 @@ class _KmsProvider(ResourceProvider):
             return gateway
 
     def reconciler(self, region: str) -> Reconciler:
-        return Reconciler(self.gateway(region), log=log)
+        return Reconciler(self.gateway(region), log=log, deployment=DEPLOYMENT)
+
+    def store_ids(self, props: Mapping[str, Any]) -> list[Any]:
+        """The stores a resource's properties name (some may be unknown in a preview)."""
+        raise NotImplementedError
+
+    def label(self, props: Mapping[str, Any], resource_id: str | None = None) -> str | None:
+        """The resource as users read it in messages, and as the deployment's record tells resources apart: by
+        the name the resource classes pass, else by its id; None when neither is known (Check of a resource made
+        without the resource classes, which then declares nothing until Diff or Create gives it an id)."""
+        name = props.get(names.RESOURCE_NAME)
+        if isinstance(name, str) and name and not is_unknown(name):
+            return f"{self.kind} '{name}'"
+        return f"{self.kind} {resource_id}" if resource_id else None
+
+    def declare(self, props: Mapping[str, Any], resource_id: str | None = None) -> dict[str, list[Declaration]]:
+        """Record what the resource wants, as soon as the engine shows it; return the conflicting declarations of
+        other resources, per store. Values still unknown in a preview are left out."""
+        label = self.label(props, resource_id)
+        region, desired = props.get(names.REGION), props.get(names.DESIRED_STATE)
+        if label is None or not isinstance(region, str) or is_unknown(region) or not isinstance(desired, str):
+            return {}
+        if desired not in _DESIRED_VALUES:
+            return {}
+        store_ids = [i for i in self.store_ids(props) if isinstance(i, str) and not is_unknown(i)]
+        return DEPLOYMENT.declare(label, region, store_ids, DesiredState(desired), resource_id)
+
+    def checked(self, inputs: dict[str, Any], failures: list[names.InputFailure]) -> CheckResult:
+        """The check result: input failures, or else any store another resource declares the other way."""
+        found = [CheckFailure(f.property, f.reason) for f in failures]
+        if not failures:
+            for store_id, opposed in self.declare(inputs).items():
+                own = Declaration(self.label(inputs) or self.kind, DesiredState(inputs[names.DESIRED_STATE]))
+                declarations = [d.describe() for d in (own, *opposed)]
+                reason = f"custom key store {store_id} in {inputs[names.REGION]} is {conflict_text(declarations)}."
+                found.append(CheckFailure(names.DESIRED_STATE, reason))
+        return CheckResult(inputs, found)
+
+    def fail(
+        self, outcome: Outcome, region: str, resource: str | None, recorded: Collection[str], what_is_recorded: str
+    ) -> NoReturn:
+        """Raise the outcome's error, naming each store this operation connected that the state will not record
+        (the engine keeps the old state when an operation fails), with the command that disconnects it."""
+        error = outcome.error()
+        unrecorded = [
+            store_id
+            for store_id in outcome.connected
+            if store_id not in recorded and not _kept_by_others(region, store_id, resource)
+        ]
+        if unrecorded:
+            settings = self.settings
+            commands = [
+                disconnect_command(store_id, region, settings.profile, settings.kms_endpoint) for store_id in unrecorded
+            ]
+            # Its message holds the cause's in full: a chained traceback would only say it twice.
+            raise UnrecordedConnectionsError(error, unrecorded, what_is_recorded, commands) from None
+        raise error
 
 
 class CustomKeyStoreConnectionProvider(_KmsProvider):
     """Converges a custom key store's connection state; see ``CustomKeyStoreConnection``."""
 
+    kind = "CustomKeyStoreConnection"
+    stores_key = names.CUSTOM_KEY_STORE_ID
+
+    def store_ids(self, props: Mapping[str, Any]) -> list[Any]:
+        store_id = props.get(names.CUSTOM_KEY_STORE_ID)
+        return [] if store_id is None else [store_id]
+
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         checked, failures = check_inputs(news, self.settings.region, is_unknown)
-        return CheckResult(checked, [CheckFailure(f.property, f.reason) for f in failures])
+        return self.checked(checked, failures)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        self.declare(news, id_)
         replaces = [key for key in REPLACE_ON_CHANGE if is_unknown(news.get(key)) or news.get(key) != olds.get(key)]
         if replaces:
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
@@ -163,68 +211,70 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         store_id, region = str(news[names.CUSTOM_KEY_STORE_ID]), str(news[names.REGION])
         # The one read a preview makes: drift shows against what KMS says now, not what the state file says.
         store = self.gateway(region).describe(store_id)
-        work = announce(store_id, region, store, DesiredState(desired))
+        work = announce(store_id, region, store, DesiredState(desired), CONNECTION_NOT_FOUND)
         return DiffResult(changes=inputs_changed or work, replaces=[])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         store_id = str(props[names.CUSTOM_KEY_STORE_ID])
         # Unique per resource, so that two resources of one store (a rename, a replacement) can be told apart.
         resource_id = f"{store_id}/{uuid.uuid4().hex[:8]}"
-        try:
-            return CreateResult(resource_id, self._converge(resource_id, props, created=True))
-        except Exception:
-            # A failed create records no resource, so it holds no claim either.
-            CLAIMS.record(str(props[names.REGION]), store_id, resource_id, False)
-            raise
+        return CreateResult(resource_id, self._converge(resource_id, props, created=True))
 
     def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self._converge(id_, news, created=False))
 
     def _converge(self, resource_id: str, props: Mapping[str, Any], *, created: bool) -> dict[str, Any]:
         store_id, region = str(props[names.CUSTOM_KEY_STORE_ID]), str(props[names.REGION])
-        goal = desired_goal(props, grace=NOT_FOUND_GRACE_SECONDS if created else 0.0)
-        CLAIMS.record(region, store_id, resource_id, goal.desired is DesiredState.CONNECTED)
-        store = self.reconciler(region).converge(store_id, goal)
-        assert store is not None  # converge() raises for a missing store unless the goal is missing_ok
+        self.declare(props, resource_id)
+        goal = dataclasses.replace(
+            desired_goal(props, grace=NOT_FOUND_GRACE_SECONDS if created else 0.0),
+            known=not created,
+            resource=self.label(props, resource_id),
+            not_found_fix=CONNECTION_NOT_FOUND,
+        )
+        outcome = self.reconciler(region).run({store_id: goal})
+        if outcome.failed:
+            # A failed create records no resource; a failed update keeps the resource, and with it the store.
+            recorded = [] if created else [store_id]
+            self.fail(outcome, region, goal.resource, recorded, "a failed create records no resource")
+        store = outcome.stores[store_id]
+        assert store is not None  # the goal is not missing_ok: a missing store fails
         return outputs(props, store)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         store_id, region = str(props[names.CUSTOM_KEY_STORE_ID]), str(props[names.REGION])
-        CLAIMS.record(region, store_id, id_, False)
+        DEPLOYMENT.withdraw(id_)
         if props.get(names.ON_DELETE) == OnDelete.RETAIN.value:
             log(f"{store_id}: on_delete is 'retain': leaving the store as it is")
             return
-        if _claimed_elsewhere(region, store_id, id_):
-            return
-        store = self.reconciler(region).converge(store_id, disconnect_goal(props))
-        _warn_missing({store_id: store}, region)
+        outcome = self.reconciler(region).run({store_id: release_goal(props)})
+        _warn_missing(outcome.result(), outcome.missing, region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         store_id = str(props.get(names.CUSTOM_KEY_STORE_ID) or id_.split("/")[0])
         region = props.get(names.REGION) or self.settings.region
         if not region:
             raise ValueError(f"custom key store {store_id}: no AWS Region to read it from: {REGION_HELP}.")
-        store = self.gateway(str(region)).describe(store_id)
+        store = self.reconciler(str(region)).observe([store_id])[store_id]
         if store is None:
             log(f"warning: {store_id}: not found in {region}; removing the connection from the stack")
             return ReadResult("", {})
-        given = {key: props[key] for key in INPUT_NAMES if props.get(key) is not None}
+        given = {key: props[key] for key in (*INPUT_NAMES, names.RESOURCE_NAME) if props.get(key) is not None}
         given.setdefault(names.CUSTOM_KEY_STORE_ID, store_id)
         given.setdefault(names.REGION, region)
         return ReadResult(id_ or store_id, outputs(given, store), given)
 
 
-def announce(store_id: str, region: str, store: KeyStore | None, desired: DesiredState) -> bool:
-    """Print what an update will do to a store, if anything (the preview's plan line); return whether it will."""
+def announce(store_id: str, region: str, store: KeyStore | None, desired: DesiredState, not_found: str) -> bool:
+    """Print what an update will do to a store, if anything (the preview's plan line); return whether it will.
+
+    ``not_found`` is the advice for a store that does not exist, which differs between a connection and a set."""
     observation = store.observation if store else Observation(None)
     steps = plan(observation, desired)
     if not steps:
         return False
     if store is None:
-        log(
-            f"{store_id}: not found in {region}, desired {desired.value}: the update will fail; "
-            "run `pulumi refresh` to drop the connection from the stack if the store was deleted"
-        )
+        log(f"{store_id}: not found in {region}, desired {desired.value}: the update will fail; {not_found}")
     else:
         log(f"{store_id}: observed {observation.describe()}, desired {desired.value}: {describe_plan(steps)}")
     return True
@@ -232,7 +282,7 @@ def announce(store_id: str, region: str, store: KeyStore | None, desired: Desire
 
 def outputs(inputs: Mapping[str, Any], store: KeyStore) -> dict[str, Any]:
     """The resource's full outputs: its inputs and what KMS said about the store."""
-    result = {key: inputs[key] for key in INPUT_NAMES if inputs.get(key) is not None}
+    result = {key: inputs[key] for key in (*INPUT_NAMES, names.RESOURCE_NAME) if inputs.get(key) is not None}
     result.update(
         connection_state=store.connection_state.value,
         connection_error_code=store.connection_error_code,
@@ -260,11 +310,19 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
     so ten stores settle in about the time of the slowest rather than in turns of the server's four threads.
     """
 
+    kind = "CustomKeyStoreConnectionSet"
+    stores_key = names.CUSTOM_KEY_STORE_IDS
+
+    def store_ids(self, props: Mapping[str, Any]) -> list[Any]:
+        store_ids = props.get(names.CUSTOM_KEY_STORE_IDS)
+        return list(store_ids) if isinstance(store_ids, list) else []
+
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         checked, failures = check_set_inputs(news, self.settings.region, is_unknown)
-        return CheckResult(checked, [CheckFailure(f.property, f.reason) for f in failures])
+        return self.checked(checked, failures)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        self.declare(news, id_)
         region = news.get(names.REGION)
         if is_unknown(region) or region != olds.get(names.REGION):
             return DiffResult(changes=True, replaces=[names.REGION], delete_before_replace=False)
@@ -279,7 +337,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         # One read for the whole set, however many stores it holds.
         stores = self.gateway(str(region)).describe_many(goals)
         work = [
-            announce(store_id, str(region), stores[store_id], goal.desired)
+            announce(store_id, str(region), stores[store_id], goal.desired, SET_MEMBER_NOT_FOUND)
             for store_id, goal in goals.items()
             if stores[store_id] is not None or not goal.missing_ok
         ]
@@ -287,13 +345,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         resource_id = f"ckss-{uuid.uuid4().hex[:17]}"
-        try:
-            return CreateResult(resource_id, self._converge(resource_id, {}, props))
-        except Exception:
-            # A failed create records no resource, so it holds no claim either.
-            for store_id in props[names.CUSTOM_KEY_STORE_IDS]:
-                CLAIMS.record(str(props[names.REGION]), store_id, resource_id, False)
-            raise
+        return CreateResult(resource_id, self._converge(resource_id, {}, props))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self._converge(id_, olds, news))
@@ -301,45 +353,44 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         region = str(props[names.REGION])
         store_ids = list(props.get(names.CUSTOM_KEY_STORE_IDS) or [])
-        for store_id in store_ids:
-            CLAIMS.record(region, store_id, id_, False)
+        DEPLOYMENT.withdraw(id_)
         if props.get(names.ON_DELETE) == OnDelete.RETAIN.value:
             log(f"{', '.join(store_ids)}: on_delete is 'retain': leaving the stores as they are")
             return
-        goal = disconnect_goal(props)
-        goals = {store_id: goal for store_id in store_ids if not _claimed_elsewhere(region, store_id, id_)}
-        _warn_missing(self.reconciler(region).converge_many(goals), region)
+        goal = release_goal(props)
+        outcome = self.reconciler(region).run(dict.fromkeys(store_ids, goal))
+        _warn_missing(outcome.result(), outcome.missing, region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         region = props.get(names.REGION) or self.settings.region
         if not region:
             raise ValueError(f"custom key store set {id_}: no AWS Region to read it from: {REGION_HELP}.")
         store_ids = list(props.get(names.CUSTOM_KEY_STORE_IDS) or [])
-        stores = self.gateway(str(region)).describe_many(store_ids)
+        stores = self.reconciler(str(region)).observe(store_ids)
         for store_id, store in stores.items():
             if store is None:
-                log(f"warning: {store_id}: not found in {region}")
+                log(f"warning: {store_id}: not found in {region}; {SET_MEMBER_NOT_FOUND}")
         if not any(stores.values()):
             return ReadResult("", {})
-        given = {key: props[key] for key in SET_INPUT_NAMES if props.get(key) is not None}
+        given = {key: props[key] for key in (*SET_INPUT_NAMES, names.RESOURCE_NAME) if props.get(key) is not None}
         given.setdefault(names.REGION, region)
         return ReadResult(id_, set_outputs(given, stores), given)
 
     def _converge(self, resource_id: str, olds: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
         region = str(props[names.REGION])
-        connected = props[names.DESIRED_STATE] == DesiredState.CONNECTED.value
-        for store_id in olds.get(names.CUSTOM_KEY_STORE_IDS) or []:
-            CLAIMS.record(region, store_id, resource_id, False)
-        for store_id in props[names.CUSTOM_KEY_STORE_IDS]:
-            CLAIMS.record(region, store_id, resource_id, connected)
-        members = props[names.CUSTOM_KEY_STORE_IDS]
-        goals = {
-            store_id: goal
-            for store_id, goal in set_goals(olds, props, grace=NOT_FOUND_GRACE_SECONDS).items()
-            if store_id in members or not _claimed_elsewhere(region, store_id, resource_id)
-        }
-        stores = self.reconciler(region).converge_many(goals)
-        members = {store_id: stores[store_id] for store_id in props[names.CUSTOM_KEY_STORE_IDS]}
+        self.declare(props, resource_id)
+        old_members = list(olds.get(names.CUSTOM_KEY_STORE_IDS) or [])
+        label = self.label(props, resource_id)
+        goals = set_goals(olds, props, grace=NOT_FOUND_GRACE_SECONDS, resource=label)
+        outcome = self.reconciler(region).run(goals)
+        if outcome.failed:
+            recorded = (
+                f"the set's state still lists {', '.join(old_members)}"
+                if old_members
+                else "a failed create records no resource"
+            )
+            self.fail(outcome, region, label, old_members, recorded)
+        members = {store_id: outcome.stores[store_id] for store_id in props[names.CUSTOM_KEY_STORE_IDS]}
         return set_outputs(props, members)
 
 
@@ -356,38 +407,51 @@ def disconnect_goal(props: Mapping[str, Any]) -> Goal:
     return Goal(DesiredState.DISCONNECTED, timeout, names.DISCONNECT_TIMEOUT, missing_ok=True)
 
 
-def set_goals(olds: Mapping[str, Any], news: Mapping[str, Any], *, grace: float) -> dict[str, Goal]:
+def release_goal(props: Mapping[str, Any]) -> Goal:
+    """``on_delete="disconnect"`` for a store the stack records and a resource lets go of (a delete, or a store
+    leaving a set): it yields to any other resource of the deployment that declares the store CONNECTED."""
+    return dataclasses.replace(disconnect_goal(props), known=True, release=True)
+
+
+def set_goals(
+    olds: Mapping[str, Any],
+    news: Mapping[str, Any],
+    *,
+    grace: float,
+    resource: str | None = None,
+) -> dict[str, Goal]:
     """Each member's goal (a new member may get ``grace`` to show up), and for stores leaving the set what
     ``on_delete`` asks of them."""
     old_members = list(olds.get(names.CUSTOM_KEY_STORE_IDS) or [])
-    goal = desired_goal(news)
+    goal = dataclasses.replace(desired_goal(news), resource=resource, not_found_fix=SET_MEMBER_NOT_FOUND)
     goals = {
-        store_id: dataclasses.replace(goal, not_found_grace=0.0 if store_id in old_members else grace)
+        store_id: dataclasses.replace(
+            goal, not_found_grace=0.0 if store_id in old_members else grace, known=store_id in old_members
+        )
         for store_id in news[names.CUSTOM_KEY_STORE_IDS]
     }
     if news.get(names.ON_DELETE) == OnDelete.DISCONNECT.value:
-        leaving = disconnect_goal(news)
+        leaving = release_goal(news)
         for store_id in old_members:
             goals.setdefault(store_id, leaving)
     return goals
 
 
-def _warn_missing(stores: Mapping[str, KeyStore | None], region: str) -> None:
-    for store_id, store in stores.items():
-        if store is None:
+def _kept_by_others(region: str, store_id: str, resource: str | None) -> bool:
+    """Whether another resource of the deployment declares the store CONNECTED, and so records it itself."""
+    others = DEPLOYMENT.declarations(region, store_id, excluding=resource)
+    return any(declaration.desired is DesiredState.CONNECTED for declaration in others)
+
+
+def _warn_missing(stores: Mapping[str, KeyStore | None], missing: Collection[str], region: str) -> None:
+    for store_id in stores:
+        if store_id in missing:
             log(f"warning: {store_id}: not found in {region} (deleted?); nothing left to disconnect")
-
-
-def _claimed_elsewhere(region: str, store_id: str, resource_id: str) -> bool:
-    if CLAIMS.others(region, store_id, resource_id):
-        log(f"{store_id}: another resource of this stack connected it: leaving it connected")
-        return True
-    return False
 
 
 def set_outputs(inputs: Mapping[str, Any], stores: Mapping[str, KeyStore | None]) -> dict[str, Any]:
     """A set's full outputs: its inputs, and each member's observed state (and error code when FAILED)."""
-    result = {key: inputs[key] for key in SET_INPUT_NAMES if inputs.get(key) is not None}
+    result = {key: inputs[key] for key in (*SET_INPUT_NAMES, names.RESOURCE_NAME) if inputs.get(key) is not None}
     result[SET_OUTPUT_NAMES[0]] = {sid: s.connection_state.value for sid, s in stores.items() if s is not None}
     result[SET_OUTPUT_NAMES[1]] = {
         sid: s.connection_error_code for sid, s in stores.items() if s is not None and s.connection_error_code

@@ -8,6 +8,7 @@ from typing import Any, overload
 import pulumi
 import pulumi.dynamic
 
+from .inputs import RESOURCE_NAME
 from .provider import (
     OUTPUT_NAMES,
     SET_OUTPUT_NAMES,
@@ -103,7 +104,7 @@ class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="Cust
         :param opts: Options for the resource.
         """
         args = _args(CustomKeyStoreConnectionArgs, "custom_key_store_id", args, kwargs)
-        super().__init__(_PROVIDER, resource_name, _props(args, OUTPUT_NAMES), opts)
+        super().__init__(_PROVIDER, resource_name, _props(resource_name, args, OUTPUT_NAMES), opts)
 
 
 @dataclass
@@ -182,7 +183,7 @@ class CustomKeyStoreConnectionSet(pulumi.dynamic.Resource, module="kms", name="C
         :param opts: Options for the resource.
         """
         args = _args(CustomKeyStoreConnectionSetArgs, "custom_key_store_ids", args, kwargs)
-        super().__init__(_SET_PROVIDER, resource_name, _props(args, SET_OUTPUT_NAMES), opts)
+        super().__init__(_SET_PROVIDER, resource_name, _props(resource_name, args, SET_OUTPUT_NAMES), opts)
 
 
 def _args(cls: type[Any], required: str, args: Any, kwargs: dict[str, Any]) -> Any:
@@ -200,8 +201,11 @@ def _args(cls: type[Any], required: str, args: Any, kwargs: dict[str, Any]) -> A
     return args
 
 
-def _props(args: Any, output_names: tuple[str, ...]) -> dict[str, Any]:
+def _props(resource_name: str, args: Any, output_names: tuple[str, ...]) -> dict[str, Any]:
     props: dict[str, Any] = {f.name: getattr(args, f.name) for f in fields(args)}
+    # The provider is shown no URN: by the name it tells apart the resources that name one store, and names
+    # them in messages (a store declared CONNECTED by one and DISCONNECTED by another is refused).
+    props[RESOURCE_NAME] = resource_name
     # Declared as None so that they come back as output attributes.
     props.update(dict.fromkeys(output_names))
     return props

@@ -579,10 +579,13 @@ def test_a_connect_stuck_past_the_timeout_is_reported_then_resumed_without_a_new
     with pytest.raises(ProviderError) as raised:
         stack.up(impatient)
 
-    assert user_message(raised.value) == (
+    message = user_message(raised.value)
+    assert message.startswith(
         f"custom key store {store_id} in {REGION}: still CONNECTING after waiting 1 s for CONNECTED. Nothing was "
-        "undone: run `pulumi up` again to keep waiting without a new request, or raise connect_timeout_seconds."
+        "undone: run `pulumi up` again to keep waiting without a new request, or raise connect_timeout_seconds.\n"
     )
+    # The failed create records no resource: the store it left connecting is named with the command to undo it.
+    assert f"aws kms disconnect-custom-key-store --custom-key-store-id {store_id} --region {REGION}" in message
     assert stack.resources == {}
     assert emu.state_of(store_id) == "CONNECTING"
     assert provider_mutations(emu, store_id) == Counter({CONNECT: 1})
@@ -629,8 +632,9 @@ def test_a_store_deleted_before_the_create_fails_clearly_without_a_request(
 
     assert user_message(raised.value) == (
         f"custom key store {store_id} in {REGION}: not found (CustomKeyStoreNotFoundException). check "
-        "custom_key_store_id and region; if the store was deleted, run `pulumi refresh` to drop it from the stack, "
-        "or remove the resource from the program."
+        "custom_key_store_id and region; if the store was deleted, remove the resource from the program: the next "
+        "`pulumi up` then drops it from the stack (`pulumi refresh` drops it at once, but an `up` of a program that "
+        "still declares it fails again)."
     )
     assert stack.resources == {}
     assert provider_mutations(emu, store_id) == Counter()
@@ -729,8 +733,8 @@ def test_a_store_disconnected_by_someone_else_during_our_connect_fails_clearly_t
     assert run.error is not None
     assert re.fullmatch(
         rf"custom key store {store_id} in {REGION}: another client changed the store to "
-        r"(DISCONNECTING|DISCONNECTED) while it was converging to CONNECTED\. Check who manages this store, then "
-        r"run `pulumi up` again\.",
+        r"(DISCONNECTING|DISCONNECTED) while it was converging to CONNECTED\. Check who manages this store: the "
+        r"next `pulumi up` reads it again and, if it is still \1, (waits for DISCONNECTED, then )?connects it\.",
         user_message(run.error),
     )
     # The failed update keeps the recorded resource as it was, which is still what KMS says.

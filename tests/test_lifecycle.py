@@ -93,6 +93,7 @@ BAD = stack_config(
     }
 )
 HSM_QUICK_TIMEOUT = stack_config({**HSM_ENTRY, "connectTimeoutSeconds": 1}, XKS_ENTRY)
+XKS_ONLY = stack_config(XKS_ENTRY)
 # The same store under a new resource name, or moved into a CustomKeyStoreConnectionSet.
 HSM_RENAMED = stack_config({**HSM_ENTRY, "name": "primary-hsm"}, XKS_ENTRY)
 HSM_IN_A_SET = {
@@ -107,6 +108,7 @@ ALL_CONFIGS = (
     HSM_OTHER_STORE,
     HSM_OTHER_REGION,
     HSM_QUICK_TIMEOUT,
+    XKS_ONLY,
     HSM_RENAMED,
     HSM_IN_A_SET,
     SCALE,
@@ -120,6 +122,7 @@ HSM_INPUTS = {
     "connect_timeout_seconds": 30,
     "disconnect_timeout_seconds": 30,
     "region": REGION,
+    "resource_name": "hsm",  # set by the resource class: the provider tells resources apart by it
 }
 XKS_INPUTS = {
     "custom_key_store_id": XKS,
@@ -128,6 +131,7 @@ XKS_INPUTS = {
     "connect_timeout_seconds": 30,
     "disconnect_timeout_seconds": 900,
     "region": REGION,
+    "resource_name": "xks",
 }
 
 
@@ -221,6 +225,7 @@ def test_the_program_registers_one_dynamic_connection_per_configured_store(regis
         "custom_key_store_id": HSM,
         "connect_timeout_seconds": 30,
         "disconnect_timeout_seconds": 30,
+        "resource_name": "hsm",
     }
 
 
@@ -421,7 +426,7 @@ def test_store_failed_out_of_band_is_previewed_and_repaired_by_update(
     assert [call.operation for call in mutating_calls(emu)] == [DISCONNECT, CONNECT]
 
 
-def test_a_store_deleted_out_of_band_is_previewed_as_failing_and_up_names_refresh(
+def test_a_store_deleted_out_of_band_is_previewed_as_failing_and_up_names_the_fix_that_works(
     emu: Emulator, servers: ServerFactory, registrations: RegistrationCache
 ) -> None:
     server = servers(BASE)
@@ -444,7 +449,22 @@ def test_a_store_deleted_out_of_band_is_previewed_as_failing_and_up_names_refres
     assert raised.value.method == "Update"
     assert message.startswith("kms_connection.errors.KeyStoreNotFoundError: "), raised.value.details
     assert f"custom key store {HSM} in {REGION}: not found" in message
-    assert "run `pulumi refresh`" in message
+    assert "remove the resource from the program: the next `pulumi up` then drops it from the stack" in message
+    assert mutating_calls(emu) == []
+
+
+def test_removing_the_connection_of_a_store_deleted_out_of_band_lets_the_next_up_drop_it(
+    emu: Emulator, servers: ServerFactory, registrations: RegistrationCache
+) -> None:
+    stack = Stack(servers(BASE))
+    regs = up_base(stack, registrations, emu)
+    delete_out_of_band(emu, HSM)
+    emu.clear_calls()
+
+    results = stack.up_all(list(registrations(XKS_ONLY).values()))
+
+    assert [(result.op, result.urn) for result in results] == [("same", regs["xks"].urn), ("delete", regs["hsm"].urn)]
+    assert regs["hsm"].urn not in stack.resources
     assert mutating_calls(emu) == []
 
 
@@ -459,19 +479,22 @@ def test_a_timed_out_up_says_run_up_again_and_the_next_up_waits_without_a_new_co
     with pytest.raises(ProviderError) as first:
         stack.up(reg)
 
-    message = exception_line(first.value.details)
-    assert message.startswith("kms_connection.errors.ConvergeTimeoutError: "), first.value.details
+    message = first.value.details
+    # The failed create records no resource, so the timeout comes with what that leaves (see below).
+    assert "kms_connection.errors.UnrecordedConnectionsError: " in message
     assert re.search(
         rf"custom key store {HSM} in {REGION}: still CONNECTING after waiting \d+ s for CONNECTED", message
     )
     assert "run `pulumi up` again to keep waiting without a new request" in message
     assert "connect_timeout_seconds" in message
+    # The failed create records no resource: the store it left connecting is named with its undo command.
+    assert f"aws kms disconnect-custom-key-store --custom-key-store-id {HSM} --region {REGION}" in message
     assert emu.state_of(HSM) == "CONNECTING"  # nothing was undone
 
     with pytest.raises(ProviderError) as second:
         stack.up(reg)  # the failed Create left nothing in the checkpoint: Create again
 
-    assert "still CONNECTING" in exception_line(second.value.details)
+    assert "still CONNECTING" in second.value.details
     assert count_by_store(emu, CONNECT) == {HSM: 1}  # as promised: no new request
     assert DISCONNECT not in operations(emu)
 
@@ -527,7 +550,7 @@ def test_refresh_drops_a_store_deleted_out_of_band(
     assert result.new is None  # Read answered an empty id
     assert regs["hsm"].urn not in stack.resources
     assert regs["xks"].urn in stack.resources
-    assert operations(emu) == [DESCRIBE]
+    assert operations(emu) == [DESCRIBE] * 4  # a NotFound is looked at three more times before it is believed
     server.wait_for_stderr(f"{HSM}: not found in {REGION}")
 
 

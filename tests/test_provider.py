@@ -13,7 +13,12 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.output import UNKNOWN
 
 from kms_connection.emulator import Emulator
-from kms_connection.errors import ConnectFailedError, ConvergeTimeoutError, KeyStoreNotFoundError
+from kms_connection.errors import (
+    ConnectFailedError,
+    ConvergeTimeoutError,
+    KeyStoreNotFoundError,
+    UnrecordedConnectionsError,
+)
 from kms_connection.provider import CustomKeyStoreConnectionProvider
 
 MUTATING = {"ConnectCustomKeyStore", "DisconnectCustomKeyStore"}
@@ -212,10 +217,25 @@ def test_create_times_out_naming_the_last_state_and_the_wait(
 ) -> None:
     store_id = store(kms_emulator, "DISCONNECTED")
     kms_emulator.set_connect_outcome(store_id, "hang")
-    with pytest.raises(ConvergeTimeoutError) as raised:
+    with pytest.raises(UnrecordedConnectionsError) as raised:
         provider.create(inputs(store_id, connect_timeout_seconds=1))
+    assert isinstance(raised.value.cause, ConvergeTimeoutError)
     assert "still CONNECTING after waiting 1 s for CONNECTED" in str(raised.value)
     assert "connect_timeout_seconds" in str(raised.value)
+
+
+def test_a_failed_create_that_left_its_store_connecting_names_the_command_that_disconnects_it(
+    provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator
+) -> None:
+    store_id = store(kms_emulator, "DISCONNECTED")
+    kms_emulator.set_connect_outcome(store_id, "hang")
+    with pytest.raises(UnrecordedConnectionsError) as raised:
+        provider.create(inputs(store_id, connect_timeout_seconds=1))
+    assert raised.value.store_ids == [store_id]
+    assert str(raised.value).endswith(
+        f"  aws kms disconnect-custom-key-store --custom-key-store-id {store_id} --region {REGION} "
+        f"--endpoint-url {kms_emulator.endpoint_url}"
+    )
 
 
 def test_create_of_a_store_created_a_moment_ago_waits_until_kms_shows_it(
@@ -346,28 +366,30 @@ def test_delete_leaves_the_store_connected_when_another_resource_of_the_deployme
     provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store_id = store(kms_emulator, "DISCONNECTED")
-    old = provider.create(inputs(store_id))
-    new = provider.create(inputs(store_id))  # the same store under a new name: created before the old is deleted
+    old = provider.create(inputs(store_id, resource_name="hsm"))
+    # The same store under a new name: created before the old is deleted.
+    new = provider.create(inputs(store_id, resource_name="primary-hsm"))
     assert old.outs is not None
     provider.delete(old.id, old.outs)
     assert kms_emulator.state_of(store_id) == "CONNECTED"
-    assert f"{store_id}: another resource of this stack connected it: leaving it connected" in capsys.readouterr().err
+    expected = f"{store_id}: declared CONNECTED by CustomKeyStoreConnection 'primary-hsm' in this stack: leaving it"
+    assert expected in capsys.readouterr().err
     assert new.outs is not None
     provider.delete(new.id, new.outs)
     assert kms_emulator.state_of(store_id) == "DISCONNECTED"
 
 
-def test_a_failed_create_leaves_no_claim_on_its_store(
+def test_a_resource_created_again_after_a_failed_create_disconnects_its_store_on_delete(
     provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator
 ) -> None:
     store_id = store(kms_emulator, "DISCONNECTED")
     kms_emulator.set_connect_outcome(store_id, "hang")
-    with pytest.raises(ConvergeTimeoutError):
-        provider.create(inputs(store_id, connect_timeout_seconds=1))
+    with pytest.raises(UnrecordedConnectionsError):
+        provider.create(inputs(store_id, connect_timeout_seconds=1, resource_name="hsm"))
     kms_emulator.set_connect_outcome(store_id, "succeed")
     kms_emulator.client().disconnect_custom_key_store(CustomKeyStoreId=store_id)
     _wait_for(kms_emulator, store_id, "DISCONNECTED")
-    kept = provider.create(inputs(store_id))
+    kept = provider.create(inputs(store_id, resource_name="hsm"))
     assert kept.outs is not None
     provider.delete(kept.id, kept.outs)
     assert kms_emulator.state_of(store_id) == "DISCONNECTED"

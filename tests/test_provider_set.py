@@ -9,7 +9,7 @@ import pytest
 from pulumi.output import UNKNOWN
 
 from kms_connection.emulator import Emulator
-from kms_connection.errors import KeyStoreSetError
+from kms_connection.errors import KeyStoreSetError, UnrecordedConnectionsError
 from kms_connection.provider import CustomKeyStoreConnectionSetProvider
 
 REGION = "us-east-1"
@@ -147,8 +147,9 @@ def test_failures_of_several_stores_are_reported_together_after_the_others_conve
     healthy, locked, lost = stores(kms_emulator, 3)
     kms_emulator.set_connect_outcome(locked, "fail", "USER_LOCKED_OUT")
     kms_emulator.set_connect_outcome(lost, "fail", "CLUSTER_NOT_FOUND")
-    with pytest.raises(KeyStoreSetError) as raised:
+    with pytest.raises(UnrecordedConnectionsError) as raised:
         provider.create(inputs([healthy, locked, lost]))
+    assert isinstance(raised.value.cause, KeyStoreSetError)
     message = str(raised.value)
     assert "2 custom key stores did not converge" in message
     assert f"{locked} in {REGION}: connecting failed with ConnectionErrorCode USER_LOCKED_OUT" in message
