@@ -60,14 +60,43 @@ def entry_args(setting: str, index: int, entry: Any, ids_key: str) -> tuple[str,
     return str(entry.get("name") or entry[ids_key]), args
 
 
+class StoreIndex:
+    """Where each store id of the config is listed: one store belongs in one entry.
+
+    Two entries of one store would be two resources that both converge it; with opposite desired states every
+    `up` would undo the other. The provider refuses that case, but a store listed twice is a mistake either way
+    (a move takes the id out of one entry and into another in the same change), so the program refuses it.
+    """
+
+    def __init__(self) -> None:
+        self._where: dict[str, str] = {}
+
+    def add(self, store_ids: Any, where: str) -> None:
+        """Note the ids of one entry; a ValueError names both places of an id listed twice."""
+        ids = store_ids if isinstance(store_ids, list) else [store_ids]
+        # An id twice in one set is for the provider's check to report, by index.
+        keys = {store_id.strip().lower() if isinstance(store_id, str) else repr(store_id): store_id for store_id in ids}
+        for key, store_id in keys.items():
+            if key in self._where:
+                raise ValueError(
+                    f"{where} lists {store_id}, which {self._where[key]} lists too: a key store belongs in one entry "
+                    "(to move it, take it out of the one entry as you add it to the other)"
+                )
+            self._where[key] = where
+
+
+listed = StoreIndex()
+
 connections: dict[str, CustomKeyStoreConnection] = {}
 for index, entry in enumerate(config.get_object("keyStores") or []):
     name, args = entry_args("keyStores", index, entry, "id")
+    listed.add(args["custom_key_store_id"], f"kms-connection:keyStores[{index}]")
     connections[name] = CustomKeyStoreConnection(name, CustomKeyStoreConnectionArgs(**args))
 
 sets: dict[str, CustomKeyStoreConnectionSet] = {}
 for index, entry in enumerate(config.get_object("keyStoreSets") or []):
     name, args = entry_args("keyStoreSets", index, entry, "ids")
+    listed.add(args["custom_key_store_ids"], f"kms-connection:keyStoreSets[{index}]")
     sets[name] = CustomKeyStoreConnectionSet(name, CustomKeyStoreConnectionSetArgs(**args))
 
 new_store = config.get_object("newCloudHsmKeyStore")

@@ -51,8 +51,14 @@ def test_each_key_store_entry_becomes_one_connection_with_its_settings() -> None
         "custom_key_store_id": HSM,
         "desired_state": "CONNECTED",
         "connect_timeout_seconds": 1200,
+        "resource_name": "primary-hsm",
     }
-    assert user_inputs(resources[XKS]) == {"custom_key_store_id": XKS, "on_delete": "retain", "region": "eu-west-1"}
+    assert user_inputs(resources[XKS]) == {
+        "custom_key_store_id": XKS,
+        "on_delete": "retain",
+        "region": "eu-west-1",
+        "resource_name": XKS,
+    }
 
 
 def test_every_connection_carries_the_serialized_provider_as_a_secret() -> None:
@@ -65,7 +71,11 @@ def test_every_connection_carries_the_serialized_provider_as_a_secret() -> None:
 def test_a_key_store_set_entry_becomes_one_set() -> None:
     resources = run({"kms-connection:keyStoreSets": [{"name": "fleet", "ids": [HSM, XKS], "onDelete": "retain"}]})
     assert resources["fleet"].type_ == CONNECTION_SET
-    assert user_inputs(resources["fleet"]) == {"custom_key_store_ids": [HSM, XKS], "on_delete": "retain"}
+    assert user_inputs(resources["fleet"]) == {
+        "custom_key_store_ids": [HSM, XKS],
+        "on_delete": "retain",
+        "resource_name": "fleet",
+    }
 
 
 def test_a_new_cloudhsm_key_store_is_created_and_connected_through_its_id() -> None:
@@ -105,3 +115,38 @@ def test_a_malformed_entry_stops_the_program_with_its_place_in_the_config(entry:
     with pytest.raises(ProgramError) as raised:
         run({"kms-connection:keyStores": [entry]})
     assert message in raised.value.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        pytest.param(
+            {"kms-connection:keyStores": [{"id": HSM}, {"id": HSM, "name": "again"}]},
+            f"kms-connection:keyStores[1] lists {HSM}, which kms-connection:keyStores[0] lists too",
+            id="two-connections",
+        ),
+        pytest.param(
+            {
+                "kms-connection:keyStores": [{"id": HSM, "desiredState": "CONNECTED"}],
+                "kms-connection:keyStoreSets": [{"name": "fleet", "ids": [XKS, HSM], "desiredState": "DISCONNECTED"}],
+            },
+            f"kms-connection:keyStoreSets[0] lists {HSM}, which kms-connection:keyStores[0] lists too",
+            id="a-connection-and-a-set",
+        ),
+        pytest.param(
+            {"kms-connection:keyStoreSets": [{"name": "a", "ids": [HSM]}, {"name": "b", "ids": [HSM.upper()]}]},
+            f"kms-connection:keyStoreSets[1] lists {HSM.upper()}, which kms-connection:keyStoreSets[0] lists too",
+            id="two-sets-any-case",
+        ),
+    ],
+)
+def test_a_store_listed_in_two_entries_stops_the_program_naming_both(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ProgramError) as raised:
+        run(config)
+    assert message in raised.value.stderr
+    assert "a key store belongs in one entry" in raised.value.stderr
+
+
+def test_a_store_listed_twice_in_one_set_is_left_for_the_provider_to_report_by_index() -> None:
+    resources = run({"kms-connection:keyStoreSets": [{"name": "fleet", "ids": [HSM, HSM]}]})
+    assert user_inputs(resources["fleet"])["custom_key_store_ids"] == [HSM, HSM]
