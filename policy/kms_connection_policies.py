@@ -12,7 +12,8 @@ What the analyzer hands a policy (pulumi-policy 1.21, ``pulumi_policy/policy.py`
   provider default, ``desired_state``/``on_delete`` are compared case-insensitively, and any shape is shown
   readably. Stack policies get outputs (the state after the step).
 - Property keys are the engine's: snake_case for the dynamic resources (dynamic providers keep keys as written),
-  camelCase (``customKeyStoreName``) for pulumi-aws resources. The engine strips internal keys such as
+  camelCase (``customKeyStoreName``) for pulumi-aws resources and for the provider plugin's native resources
+  (``customKeyStoreId``; provider/). The engine strips internal keys such as
   ``__provider`` before analysis.
 - ``props`` is an ``unknown_checking_proxy``: reading a value that is unknown during preview raises
   ``UnknownValueError`` (for a list, reading the unknown element does). The analyzer server turns that error into
@@ -85,6 +86,12 @@ CONNECTION_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnection"
 
 CONNECTION_SET_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnectionSet"
 """Type token of ``kms_connection.CustomKeyStoreConnectionSet``."""
+
+NATIVE_CONNECTION_TYPE = "kms-connection:index:CustomKeyStoreConnection"
+"""Type token of the provider plugin's ``CustomKeyStoreConnection`` (provider/), used from any language."""
+
+NATIVE_CONNECTION_SET_TYPE = "kms-connection:index:CustomKeyStoreConnectionSet"
+"""Type token of the provider plugin's ``CustomKeyStoreConnectionSet``."""
 
 KEY_STORE_TYPE = "aws:kms/customKeyStore:CustomKeyStore"
 """Type token of ``pulumi_aws.kms.CustomKeyStore``."""
@@ -468,14 +475,26 @@ class _Kind:
     stores_key: str
     """The input naming the key store(s): one id, or a list of ids."""
     many: bool
+    camel: bool = False
+    """Whether its property keys are camelCase (the plugin's native resources), not snake_case."""
+
+    def key(self, name: str) -> str:
+        """The resource's key for the property ``name`` (snake_case, as the dynamic resources write it)."""
+        if not self.camel:
+            return name
+        head, *rest = name.split("_")
+        return head + "".join(part.capitalize() for part in rest)
 
 
 _KINDS = {
     CONNECTION_TYPE: _Kind("CustomKeyStoreConnection", "custom_key_store_id", many=False),
     CONNECTION_SET_TYPE: _Kind("CustomKeyStoreConnectionSet", "custom_key_store_ids", many=True),
+    NATIVE_CONNECTION_TYPE: _Kind("CustomKeyStoreConnection", "customKeyStoreId", many=False, camel=True),
+    NATIVE_CONNECTION_SET_TYPE: _Kind("CustomKeyStoreConnectionSet", "customKeyStoreIds", many=True, camel=True),
 }
 CONNECTION_TYPES = frozenset(_KINDS)
-"""The types of the resources that connect key stores: a connection (one store) and a set (several)."""
+"""The types of the resources that connect key stores: a connection (one store) and a set (several), each as a
+dynamic resource (Python) and as the provider plugin's native resource (any language)."""
 
 
 def _read(props: Mapping[str, Any], key: str) -> tuple[Any, UnknownValueError | None]:
@@ -630,7 +649,7 @@ class _Required:
         stack: str,
         pattern: str,
     ) -> None:
-        key, required = self.key, self.required
+        key, required = kind.key(self.key), self.required
         subject = _subject(kind, args.name, args.urn)
         protected = f"stack '{stack}', which matches the protected-stack pattern '{pattern}'"
         stores = _store_ids(args.props, kind)
@@ -856,7 +875,8 @@ def _check_timeouts(
         ("disconnect_timeout_seconds", DEFAULT_DISCONNECT_TIMEOUT_SECONDS, "DisconnectTimeoutSeconds"),
     )
     deferred: list[tuple[str, UnknownValueError]] = []
-    for key, default, bounds in checks:
+    for name, default, bounds in checks:
+        key = kind.key(name)
         low, high = config[f"min{bounds}"], config[f"max{bounds}"]
         value, unknown = _read(args.props, key)
         if unknown is not None:
@@ -870,7 +890,7 @@ def _check_timeouts(
             continue
         report_violation(
             f"{subject} for {_store_ids(args.props, kind).shown()} has {key}={_seconds(value)}"
-            f"{' (the default)' if defaulted else ''}, outside {low}..{high} s. {_TIMEOUT_REASONS[key]} Fix: set "
+            f"{' (the default)' if defaulted else ''}, outside {low}..{high} s. {_TIMEOUT_REASONS[name]} Fix: set "
             f"{key} within the bounds, or change min{bounds}/max{bounds} in this policy's config.",
             None,
         )
@@ -891,12 +911,13 @@ def _failed_stores(resource: PolicyResource, kind: _Kind) -> list[tuple[str | No
     observed nothing (its states are unknown), so nothing has failed."""
     props = resource.props
     if not kind.many:
-        state, _ = _read(props, "connection_state")
+        state, _ = _read(props, kind.key("connection_state"))
         if not _is(state, "FAILED"):
             return []
-        return [(_known_string(props, "custom_key_store_id"), _known_string(props, "connection_error_code"))]
-    states = _plain_property(props, "connection_states")
-    codes = _plain_property(props, "connection_error_codes")
+        id_key, code_key = kind.key("custom_key_store_id"), kind.key("connection_error_code")
+        return [(_known_string(props, id_key), _known_string(props, code_key))]
+    states = _plain_property(props, kind.key("connection_states"))
+    codes = _plain_property(props, kind.key("connection_error_codes"))
     states = states if isinstance(states, dict) else {}
     codes = codes if isinstance(codes, dict) else {}
     failed: list[tuple[str | None, str | None]] = []

@@ -50,7 +50,8 @@ def test_type_tokens_are_those_the_resource_classes_register_with() -> None:
     # The pack writes the tokens out so that the analyzer process need not import kms_connection.resource.
     assert "pulumi-python:" + CustomKeyStoreConnection._resource_type_name == policies.CONNECTION_TYPE
     assert "pulumi-python:" + CustomKeyStoreConnectionSet._resource_type_name == policies.CONNECTION_SET_TYPE
-    assert {policies.CONNECTION_TYPE, policies.CONNECTION_SET_TYPE} == policies.CONNECTION_TYPES
+    native = {policies.NATIVE_CONNECTION_TYPE, policies.NATIVE_CONNECTION_SET_TYPE}
+    assert {policies.CONNECTION_TYPE, policies.CONNECTION_SET_TYPE, *native} == policies.CONNECTION_TYPES
 
 
 def test_provider_defaults_are_those_of_the_providers_check() -> None:
