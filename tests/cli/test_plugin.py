@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -245,3 +246,21 @@ def test_package_get_schema_prints_a_schema_naming_both_resources() -> None:
     assert "replaceOnChanges" not in connection_schema["inputProperties"]["desiredState"]
     assert schema["resources"][SET]["inputProperties"]["region"]["replaceOnChanges"] is True
     assert set(schema["config"]["variables"]) == {"region", "profile", "endpoints"}
+
+
+def test_the_policy_pack_stops_a_native_connection_that_disconnects_on_delete_in_a_protected_stack(
+    make_stack: Callable[..., CliStack], policy_venv: Path
+) -> None:
+    stack = use_yaml_program(make_stack(name="prod", emulator_kwargs={"seed": ROOT / "local" / "seed.json"}))
+
+    result = stack.cli("up", "--yes", "--policy-pack", str(ROOT / "policy"), check=False)
+
+    assert result.returncode != 0
+    assert "no-disconnect-on-delete-in-protected-stacks" in result.stdout
+    # local-hsm disconnects on delete (the default); local-xks says onDelete: retain.
+    assert f"CustomKeyStoreConnection 'local-hsm' (urn:pulumi:prod::kms-connection-yaml::{CONNECTION}::local-hsm)" in (
+        result.stdout
+    )
+    assert "CustomKeyStoreConnection 'local-xks'" not in result.stdout
+    assert stack.resources(CONNECTION) == {}
+    assert stack.mutating_calls() == []
