@@ -212,3 +212,121 @@ def test_cli_fault_options_become_the_emulator_settings() -> None:
     assert settings["fail_next"] == [{"count": 2, "operation": None, "mode": "internal"}]
     assert settings["failure_rate"] == {"fraction": 0.25, "seed": 9}
     assert settings["consistency_lag"] == 1.5
+
+
+# -- accounts and STS, through the AWS CLI -------------------------------------------------------------
+
+CLI_KEY = "AKIACLIBASEKEY000001"
+CLI_ACCOUNT = "111122223333"
+CLI_ROLE = "arn:aws:iam::222233334444:role/kms-admin"
+CLI_DENIED_ROLE = "arn:aws:iam::222233334444:role/not-for-you"
+
+
+@pytest.fixture
+def accounts_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """An emulator whose CLI_KEY acts in CLI_ACCOUNT and which denies CLI_DENIED_ROLE, with the AWS CLI's
+    environment pointing KMS and STS at it (AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL_STS) with CLI_KEY."""
+    process = EmulatorProcess("--account", f"{CLI_KEY}={CLI_ACCOUNT}", "--deny-role", CLI_DENIED_ROLE)
+    set_aws_env(monkeypatch, process.url, tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", process.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CLI_KEY)
+    yield process
+    process.kill()
+
+
+def run_aws_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cli = aws_cli()
+    assert cli is not None
+    return subprocess.run(
+        [cli, *args, "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_aws_json(*args: str, env: dict[str, str] | None = None) -> Any:
+    result = run_aws_cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(aws_cli() is None, reason="the AWS CLI (`aws`) is not installed on PATH or next to this Python")
+def test_aws_cli_get_caller_identity_names_the_account_of_the_access_key(accounts_process: EmulatorProcess) -> None:
+    identity = run_aws_json("sts", "get-caller-identity")
+    assert (identity["Account"], identity["Arn"]) == (CLI_ACCOUNT, f"arn:aws:iam::{CLI_ACCOUNT}:root")
+    unmapped = run_aws_json("sts", "get-caller-identity", env={"AWS_ACCESS_KEY_ID": "AKIANOTMAPPED0000001"})
+    assert unmapped["Account"] == "000000000000"
+
+
+@pytest.mark.skipif(aws_cli() is None, reason="the AWS CLI (`aws`) is not installed on PATH or next to this Python")
+def test_aws_cli_assume_role_gives_session_credentials_that_act_in_the_roles_account(
+    accounts_process: EmulatorProcess,
+) -> None:
+    import urllib.request
+
+    assumed = run_aws_json("sts", "assume-role", "--role-arn", CLI_ROLE, "--role-session-name", "cli")
+    credentials = assumed["Credentials"]
+    assert credentials["AccessKeyId"].startswith("ASIA") and credentials["Expiration"]
+    session_env = {
+        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": credentials["SessionToken"],
+    }
+    identity = run_aws_json("sts", "get-caller-identity", env=session_env)
+    assert identity["Arn"] == "arn:aws:sts::222233334444:assumed-role/kms-admin/cli"
+    created = run_aws_json(
+        "kms",
+        "create-custom-key-store",
+        "--custom-key-store-name",
+        "in-the-role-account",
+        "--cloud-hsm-cluster-id",
+        "cluster-234567abcdefg",
+        "--trust-anchor-certificate",
+        "trust-anchor",
+        "--key-store-password",
+        "kmsuser-password",
+        env=session_env,
+    )
+    with urllib.request.urlopen(accounts_process.url + "/_emulator/stores", timeout=5) as response:
+        stores = json.loads(response.read())["stores"]
+    assert [(s["CustomKeyStoreId"], s["Account"]) for s in stores] == [(created["CustomKeyStoreId"], "222233334444")]
+    # The base key's account sees none of the role account's stores.
+    assert run_aws_json("kms", "describe-custom-key-stores")["CustomKeyStores"] == []
+
+
+@pytest.mark.skipif(aws_cli() is None, reason="the AWS CLI (`aws`) is not installed on PATH or next to this Python")
+def test_aws_cli_assume_role_of_a_denied_role_fails_with_access_denied(accounts_process: EmulatorProcess) -> None:
+    result = run_aws_cli("sts", "assume-role", "--role-arn", CLI_DENIED_ROLE, "--role-session-name", "cli")
+    assert result.returncode != 0
+    assert "(AccessDenied)" in result.stderr
+    assert f"not authorized to perform: sts:AssumeRole on resource: {CLI_DENIED_ROLE}" in result.stderr
+
+
+def test_cli_session_seconds_option_becomes_the_emulator_setting() -> None:
+    import urllib.request
+
+    process = EmulatorProcess("--session-seconds", "2.5", "--account", "AKIAONE0000000000001=111122223333")
+    try:
+        with urllib.request.urlopen(process.url + "/_emulator/faults", timeout=5) as response:
+            settings = json.loads(response.read())
+    finally:
+        assert process.stop() == 0
+    assert settings["session_seconds"] == 2.5
+    assert settings["accounts"] == {"AKIAONE0000000000001": "111122223333"}
+
+
+def test_cli_refuses_a_malformed_account_with_exit_status_two() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kms_connection.emulator", "--port", "0", "--account", "AKIAONE0000000000001=12"],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "12 digits" in result.stderr

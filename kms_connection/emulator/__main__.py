@@ -5,7 +5,8 @@ logs one line per request to stderr, and exits 0 on SIGINT or SIGTERM. Exit stat
 state file (the message says which and why); 1: the address cannot be bound.
 
 Unlike the in-process ``Emulator``, the defaults here are KMS's own: connects take 20 s, disconnects 5 s,
-and each operation is throttled at 5 requests per second per Region.
+and each operation is throttled at 5 requests per second per account and Region. STS answers on the same
+endpoint; ``--account AKID=ACCOUNT`` gives an access key id its account (others act in 000000000000).
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ def _next_drill(text: str) -> tuple[str, str, int]:
     if not equals or not operation or not error or (colon and not count_text.isdigit()):
         raise argparse.ArgumentTypeError(f"expected OPERATION=ERROR or OPERATION=ERROR:COUNT, got {text!r}")
     return operation, error, int(count_text) if colon else 1
+
+
+def _account(text: str) -> tuple[str, str]:
+    key, equals, account = text.partition("=")
+    if not equals or not key or not account:
+        raise argparse.ArgumentTypeError(f"expected ACCESS_KEY_ID=ACCOUNT_ID, got {text!r}")
+    return key, account
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def _non_negative(text: str) -> float:
@@ -107,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="the next COUNT (1) requests of OPERATION for a store of ERROR's type answer ERROR (e.g. "
         "CreateCustomKeyStore=XksProxyUriUnreachableException)",
     )
+    parser.add_argument(
+        "--account",
+        type=_account,
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ACCESS_KEY_ID=ACCOUNT_ID",
+        help="requests signed with ACCESS_KEY_ID act in ACCOUNT_ID (12 digits); other keys act in 000000000000",
+    )
+    parser.add_argument(
+        "--deny-role",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ROLE_ARN",
+        help="answer sts:AssumeRole of ROLE_ARN with AccessDenied",
+    )
+    parser.add_argument(
+        "--session-seconds",
+        type=_positive,
+        default=None,
+        help="the longest session sts:AssumeRole issues, to watch clients refresh them (default: as asked)",
+    )
     parser.add_argument("--request-timeout", type=_non_negative, default=10.0, help="socket timeout, seconds (10)")
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     return parser
@@ -135,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             next_drills=args.drill_next,
             request_timeout=args.request_timeout,
             log=None if args.quiet else _log,
+            accounts=dict(args.account),
+            denied_roles=args.deny_role,
+            session_seconds=args.session_seconds,
         )
     except (EmulatorStateError, EmulatorConfigError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr, flush=True)

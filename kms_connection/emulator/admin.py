@@ -6,10 +6,10 @@ No signature is needed: the emulator binds loopback by default, and anyone who c
 method   path                    what it does
 =======  ======================  ==================================================================
 GET      /_emulator/health       ``{"status": "ok"}``
-GET      /_emulator/calls        ``{"calls": [{operation, store_id, region, time, outcome}...]}``
+GET      /_emulator/calls        ``{"calls": [{operation, store_id, region, time, outcome, account, service}...]}``
 DELETE   /_emulator/calls        empty the call log (also ``POST /_emulator/calls/clear``)
-GET      /_emulator/stores       every store of every Region with its true state (no secrets)
-GET      /_emulator/faults       the current faults and timing
+GET      /_emulator/stores       every store of every account and Region with its true state (no secrets)
+GET      /_emulator/faults       the current faults, timing and accounts (access key ids, denied roles)
 POST     /_emulator/faults       change faults, drills and timing; every key is optional (``apply_faults``)
 POST     /_emulator/reset        back to the state at start: seeds only, initial faults, empty log
 =======  ======================  ==================================================================
@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .accounts import check_account_id, check_role_arn
 from .errors import EmulatorConfigError
 from .faults import FailMode, FaultPlan, check_next_drill, check_store_drill, parse_outcome
 from .model import OPERATIONS
@@ -44,6 +45,9 @@ _FAULT_KEYS = {
     "store_drills",
     "drill_next",
     "clear_drills",
+    "accounts",
+    "denied_roles",
+    "session_seconds",
 }
 
 
@@ -65,8 +69,10 @@ def apply_faults(service: KmsService, body: object) -> None:
     (seconds); ``connect_outcomes`` (``{"cks-...": "succeed"|"hang"|"fail:CODE"}``, in ``region``, default
     us-east-1); ``default_connect_outcome``; ``clear_drills`` (true: drop every drill first);
     ``store_drills`` (``{"cks-...": "CloudHsmClusterNotActiveException"}``, or null to clear one, in
-    ``region``); ``drill_next`` (``{"operation", "error", "count"?}`` or a list of them). A code or drill of
-    the other store type is refused.
+    ``region``); ``drill_next`` (``{"operation", "error", "count"?}`` or a list of them); ``accounts``
+    (``{access_key_id: account_id}``); ``denied_roles`` (``{role_arn: true|false}``: AssumeRole denied or not);
+    ``session_seconds`` (the longest session AssumeRole issues, or null). A code or drill of the other store
+    type is refused.
     """
     if not isinstance(body, dict):
         raise EmulatorConfigError("the body must be a JSON object")
@@ -154,6 +160,28 @@ def apply_faults(service: KmsService, body: object) -> None:
                 raise EmulatorConfigError("drill_next.operation and drill_next.error must be strings")
             check_next_drill(operation, error, count)
             steps.append(lambda faults, o=operation, e=error, c=count: faults.drill_next(o, e, c))  # type: ignore[misc]
+    account_steps: list[Callable[[], None]] = []
+    if "accounts" in body:
+        mapping = body["accounts"]
+        if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in mapping.items()
+        ):
+            raise EmulatorConfigError("accounts must map access key ids to account ids")
+        for access_key_id, account in mapping.items():
+            check_account_id(account, f"accounts[{access_key_id!r}]")
+            account_steps.append(lambda k=access_key_id, a=account: service.accounts.map_key(k, a))  # type: ignore[misc]
+    if "denied_roles" in body:
+        roles = body["denied_roles"]
+        if not isinstance(roles, dict) or not all(isinstance(v, bool) for v in roles.values()):
+            raise EmulatorConfigError("denied_roles must map role ARNs to true (denied) or false (allowed)")
+        for role_arn, denied in roles.items():
+            check_role_arn(role_arn)
+            account_steps.append(lambda r=role_arn, d=denied: service.accounts.deny_role(r, d))  # type: ignore[misc]
+    if "session_seconds" in body:
+        seconds = body["session_seconds"]
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0):
+            raise EmulatorConfigError("session_seconds must be a number > 0, or null")
+        account_steps.append(lambda: setattr(service.accounts, "session_seconds", seconds))
     if "default_connect_outcome" in body:
         text = body["default_connect_outcome"]
         if not isinstance(text, str):
@@ -165,6 +193,8 @@ def apply_faults(service: KmsService, body: object) -> None:
             check()
         for step in steps:
             step(service.faults)
+        for account_step in account_steps:
+            account_step()
 
 
 def describe_settings(service: KmsService) -> dict[str, Any]:
@@ -175,6 +205,7 @@ def describe_settings(service: KmsService) -> dict[str, Any]:
             "consistency_lag": service.consistency_lag,
             "connect_seconds": service.connect_seconds,
             "disconnect_seconds": service.disconnect_seconds,
+            **service.accounts.describe(),
         }
 
 

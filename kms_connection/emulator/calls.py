@@ -1,7 +1,8 @@
-"""The call log: what each KMS request asked for and how it ended, for tests to assert on.
+"""The call log: what each KMS or STS request asked for, in which account, and how it ended, for tests to assert on.
 
-An entry holds the operation, the store id, the Region, the clock time and the outcome, and nothing else:
-no request body, header or credential can reach it, so a password or secret cannot leak through it.
+An entry holds the operation, the store id, the Region, the clock time, the outcome, the account and the service,
+and nothing else: no request body, header or credential (not even an access key id) can reach it, so a password
+or secret cannot leak through it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ DEFAULT_CALL_LOG_LIMIT = 10_000
 
 @dataclass(frozen=True)
 class Call:
-    """One KMS request seen by the emulator.
+    """One KMS or STS request seen by the emulator.
 
-    ``operation`` is the ``X-Amz-Target`` operation name ("" when the request named none); ``store_id`` the
+    ``operation`` is the ``X-Amz-Target`` operation name of a KMS request ("" when the request named none), or
+    the ``Action`` of an STS request (``GetCallerIdentity``, ``AssumeRole``); ``store_id`` the
     ``CustomKeyStoreId`` of the request (for a successful create, the new store's id), else None; ``region``
     comes from the SigV4 credential scope (None for an unsigned request); ``time`` is the emulator clock;
-    ``outcome`` is ``"ok"``, the error ``__type`` answered, or ``"dropped"``.
+    ``outcome`` is ``"ok"``, the error ``__type`` (or STS ``Code``) answered, or ``"dropped"``; ``account`` is
+    the account the request acted in (None when its credentials told none: unsigned, or a session that is no
+    longer valid); ``service`` is ``kms`` or ``sts``.
     """
 
     operation: str
@@ -34,6 +38,8 @@ class Call:
     region: str | None
     time: float
     outcome: str
+    account: str | None = None
+    service: str = "kms"
 
     def as_json(self) -> dict[str, Any]:
         """The entry as a JSON object."""

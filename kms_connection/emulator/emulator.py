@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
+from .accounts import DEFAULT_ACCOUNT, Accounts
 from .calls import DEFAULT_CALL_LOG_LIMIT, Call
 from .clock import Clock, SystemClock
 from .errors import KmsError
@@ -50,11 +51,18 @@ def _outcome_key(key: OutcomeKey) -> tuple[str, str]:
 
 
 class Emulator:
-    """A local, wire-compatible KMS endpoint for custom key stores, started by the constructor.
+    """A local, wire-compatible KMS endpoint for custom key stores, with STS on the same endpoint, started by the
+    constructor.
 
     Use it as a context manager (``with Emulator() as emu:``) or call ``stop()``. Point unmodified boto3 or
-    the AWS CLI at ``endpoint_url``; ``client()`` builds a boto3 KMS client that does. Two emulators in one
-    process share no state.
+    the AWS CLI at ``endpoint_url`` (``AWS_ENDPOINT_URL_KMS`` and ``AWS_ENDPOINT_URL_STS``); ``client()`` builds a
+    boto3 KMS client that does, ``sts_client()`` an STS one. Two emulators in one process share no state.
+
+    Accounts: each access key id belongs to an account (``accounts={access_key_id: account_id}``; any other key
+    to 000000000000), and stores are kept per account and Region. STS answers ``GetCallerIdentity`` and
+    ``AssumeRole``: a role ``arn:aws:iam::ACCOUNT:role/NAME`` gives session credentials of ACCOUNT, except for
+    ``denied_roles`` (AccessDenied) and roles of ``role_external_ids`` assumed without their external id;
+    ``session_seconds`` caps how long sessions last, to watch clients refresh them (see ``accounts``).
 
     Defaults differ from the command line on purpose: connects take 0.2 s and disconnects 0.1 s, and there is
     no throttling unless asked for, so tests are fast and deterministic.
@@ -68,7 +76,8 @@ class Emulator:
     may be ``"region/cks-..."``); ``store_drills`` (``{"cks-...": "CloudHsmClusterNotActiveException"}``, keys
     as for ``connect_outcomes``) and ``next_drills`` (``[(operation, error, count)]``), see ``drill_store`` and
     ``drill_next``; ``max_body_bytes`` (1 MiB); ``request_timeout`` (socket timeout, 10 s);
-    ``call_log_limit`` (oldest calls dropped beyond it); ``log`` (a callable given one line per request).
+    ``call_log_limit`` (oldest calls dropped beyond it); ``log`` (a callable given one line per request);
+    ``accounts``, ``denied_roles``, ``role_external_ids`` and ``session_seconds``, as above.
 
     The one thing shared between emulators is the botocore session ``client()`` builds clients from (read-only
     data files and handlers, each client with its own endpoint, Region, credentials and config).
@@ -98,6 +107,10 @@ class Emulator:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         call_log_limit: int = DEFAULT_CALL_LOG_LIMIT,
         log: Callable[[str], None] | None = None,
+        accounts: Mapping[str, str] | None = None,
+        denied_roles: Iterable[str] = (),
+        role_external_ids: Mapping[str, str] | None = None,
+        session_seconds: float | None = None,
     ) -> None:
         outcomes = {_outcome_key(key): value for key, value in (connect_outcomes or {}).items()}
         drills = {_outcome_key(key): error for key, error in (store_drills or {}).items()}
@@ -127,6 +140,12 @@ class Emulator:
             state_file=Path(state_file) if state_file is not None else None,
             seed=seed,
             call_log_limit=call_log_limit,
+            accounts=Accounts(
+                accounts,
+                denied_roles=denied_roles,
+                role_external_ids=role_external_ids,
+                session_seconds=session_seconds,
+            ),
         )
         self._server = KmsHTTPServer(
             (host, port), self.service, max_body_bytes=max_body_bytes, request_timeout=request_timeout, log=log
@@ -163,12 +182,45 @@ class Emulator:
     ) -> None:
         self.stop()
 
-    def client(self, region: str = DEFAULT_REGION, **config_kwargs: Any) -> KMSClient:
-        """A boto3 KMS client for this emulator, with dummy credentials.
+    def client(
+        self,
+        region: str = DEFAULT_REGION,
+        *,
+        access_key_id: str = DUMMY_ACCESS_KEY_ID,
+        secret_access_key: str = DUMMY_SECRET_ACCESS_KEY,
+        session_token: str | None = None,
+        **config_kwargs: Any,
+    ) -> KMSClient:
+        """A boto3 KMS client for this emulator, with dummy credentials (of the default account, unless
+        ``access_key_id`` is mapped to another or is a session's).
 
         ``config_kwargs`` go to ``botocore.config.Config`` (e.g. ``retries={"total_max_attempts": 1}``);
         timeouts default to 5 s (connect) and 10 s (read) so a test never waits a minute on a bug.
         """
+        client = self._client("kms", region, access_key_id, secret_access_key, session_token, config_kwargs)
+        return cast("KMSClient", client)
+
+    def sts_client(
+        self,
+        region: str = DEFAULT_REGION,
+        *,
+        access_key_id: str = DUMMY_ACCESS_KEY_ID,
+        secret_access_key: str = DUMMY_SECRET_ACCESS_KEY,
+        session_token: str | None = None,
+        **config_kwargs: Any,
+    ) -> Any:
+        """A boto3 STS client for this emulator, as ``client()`` makes a KMS one."""
+        return self._client("sts", region, access_key_id, secret_access_key, session_token, config_kwargs)
+
+    def _client(
+        self,
+        service: str,
+        region: str,
+        access_key_id: str,
+        secret_access_key: str,
+        session_token: str | None,
+        config_kwargs: dict[str, Any],
+    ) -> Any:
         from botocore.config import Config
 
         config_kwargs.setdefault("connect_timeout", 5)
@@ -177,15 +229,15 @@ class Emulator:
         # other services). Not boto3's default session: it is shared with the code under test and its
         # credentials and Region would leak in. Sessions are not thread-safe, hence the lock.
         with _client_factory_lock:
-            client = _client_factory().create_client(
-                "kms",
+            return _client_factory().create_client(
+                service,
                 region_name=region,
                 endpoint_url=self.endpoint_url,
-                aws_access_key_id=DUMMY_ACCESS_KEY_ID,
-                aws_secret_access_key=DUMMY_SECRET_ACCESS_KEY,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                aws_session_token=session_token,
                 config=Config(**config_kwargs),
             )
-        return cast("KMSClient", client)
 
     # -- observation -----------------------------------------------------------------------------------
 
@@ -216,13 +268,46 @@ class Emulator:
         connection_state: str = "DISCONNECTED",
         *,
         error_code: str | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> str:
-        """Create a store directly for test set-up (not logged, no quota) and return its id.
+        """Create a store in ``account`` directly for test set-up (not logged, no quota) and return its id.
 
         Settings are placeholders (a fresh cluster id, or a public XKS endpoint). ``connection_state`` may be
         any state; ``FAILED`` needs ``error_code``; ``CONNECTING``/``DISCONNECTING`` start their transition now.
+        Store ids are unique across accounts.
         """
-        return self.service.create_store(name, region, store_type, store_id, connection_state, error_code)
+        return self.service.create_store(name, region, store_type, store_id, connection_state, error_code, account)
+
+    def account_of(self, store_id: str, region: str = DEFAULT_REGION) -> str:
+        """The account that holds a store (``KeyError`` if none does)."""
+        try:
+            return self.service.account_of(store_id, region)
+        except KmsError:
+            raise KeyError(f"no custom key store {store_id} in {region}") from None
+
+    # -- accounts and STS ------------------------------------------------------------------------------
+
+    def map_access_key(self, access_key_id: str, account: str) -> None:
+        """Make requests signed with ``access_key_id`` act in ``account`` (a 12-digit id)."""
+        self.service.accounts.map_key(access_key_id, account)
+
+    def deny_assume_role(self, role_arn: str, denied: bool = True) -> None:
+        """Answer AssumeRole of ``role_arn`` with AccessDenied, as when the caller lacks ``sts:AssumeRole`` on it
+        or the role does not trust the caller (``denied=False`` allows it again)."""
+        self.service.accounts.deny_role(role_arn, denied)
+
+    def require_external_id(self, role_arn: str, external_id: str | None) -> None:
+        """Make AssumeRole of ``role_arn`` require ``external_id`` (None: none), like a trust policy condition."""
+        self.service.accounts.require_external_id(role_arn, external_id)
+
+    @property
+    def session_seconds(self) -> float | None:
+        """The longest session AssumeRole issues from now on (None: as long as asked)."""
+        return self.service.accounts.session_seconds
+
+    @session_seconds.setter
+    def session_seconds(self, value: float | None) -> None:
+        self.service.accounts.session_seconds = value
 
     def set_key_count(self, store_id: str, count: int, region: str = DEFAULT_REGION) -> None:
         """Pretend a store holds ``count`` KMS keys, so DeleteCustomKeyStore raises CustomKeyStoreHasCMKs."""

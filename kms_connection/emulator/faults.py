@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from .accounts import DEFAULT_ACCOUNT
 from .errors import EmulatorConfigError, KmsError
 from .model import (
     BACKING_ERRORS,
@@ -189,7 +190,7 @@ class FaultPlan:
         self._next_drills: list[_NextDrill] = []
         self._throttle_default: float | None = None
         self._throttle_per_operation: dict[str, float | None] = {}
-        self._buckets: dict[tuple[str, str], _TokenBucket] = {}
+        self._buckets: dict[tuple[str, str, str], _TokenBucket] = {}
         self._fail_next: list[_FailNext] = []
         self._failure_rate = 0.0
         self._failure_seed = 0
@@ -211,7 +212,7 @@ class FaultPlan:
     # -- settings --------------------------------------------------------------------------------------
 
     def set_throttle(self, rps: float | None, operations: Iterable[str] | None = None) -> None:
-        """Limit each operation to ``rps`` requests per second per Region (None or 0: no limit).
+        """Limit each operation to ``rps`` requests per second per account and Region (None or 0: no limit).
 
         Without ``operations`` the limit applies to every operation and replaces per-operation limits;
         with it, only the named operations get this limit.
@@ -345,14 +346,17 @@ class FaultPlan:
 
     # -- per request -----------------------------------------------------------------------------------
 
-    def check(self, operation: str, region: str, now: float) -> None:
-        """Raise the fault this request gets, if any: ``KmsError`` to answer, or ``DropConnection``."""
+    def check(self, operation: str, region: str, now: float, account: str = DEFAULT_ACCOUNT) -> None:
+        """Raise the fault this request gets, if any: ``KmsError`` to answer, or ``DropConnection``.
+
+        Throttling is per operation, account and Region, as KMS's request quotas are."""
         with self._lock:
             rate = self._throttle_per_operation.get(operation, self._throttle_default)
             if rate is not None:
-                bucket = self._buckets.get((region, operation))
+                key = (account, region, operation)
+                bucket = self._buckets.get(key)
                 if bucket is None:
-                    bucket = self._buckets[(region, operation)] = _TokenBucket(rate, now)
+                    bucket = self._buckets[key] = _TokenBucket(rate, now)
                 if not bucket.take(now):
                     raise KmsError("ThrottlingException", THROTTLE_MESSAGE)
             for entry in self._fail_next:

@@ -3,7 +3,7 @@
 Format (JSON, version 1)::
 
     {"format": "kms-connection-emulator-state", "version": 1, "saved_at": <epoch seconds>,
-     "stores": [{"Region": ..., "CustomKeyStoreId": ..., "Sequence": n, ..., "Connection": {...}}]}
+     "stores": [{"Account": ..., "Region": ..., "CustomKeyStoreId": ..., "Sequence": n, ..., "Connection": {...}}]}
 
 Choices:
     * A transition under way is stored with its deadline as wall-clock epoch seconds (``time.time()``), since
@@ -15,7 +15,9 @@ Choices:
     * The file is replaced atomically (a temporary file in the same directory, then ``os.replace``), so a
       crash mid-write leaves the previous version. A file that cannot be read or understood raises
       ``EmulatorStateError`` naming the file and the problem; it is never treated as empty.
-    * Faults, connect outcomes and the call log are run-time settings, not state: they are not saved.
+    * Faults, connect outcomes and the call log are run-time settings, not state: they are not saved, and
+      neither are accounts or the sessions STS issued (a session's credentials never reach the disk).
+    * ``Account`` was added after version 1 was first written: a store without one is the default account's.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from typing import Any
 
 from kms_connection.states import ConnectionState
 
-from .errors import EmulatorStateError
+from .accounts import DEFAULT_ACCOUNT, check_account_id
+from .errors import EmulatorConfigError, EmulatorStateError
 from .model import connection_error_codes
-from .store import ACCOUNT_ID, CLOUDHSM, EXTERNAL, PUBLIC_ENDPOINT, VPC_ENDPOINT_SERVICE, Phase, StoreRecord
+from .store import CLOUDHSM, EXTERNAL, PUBLIC_ENDPOINT, VPC_ENDPOINT_SERVICE, Phase, StoreRecord
 
 FORMAT = "kms-connection-emulator-state"
 VERSION = 1
@@ -67,6 +70,7 @@ def record_to_json(record: StoreRecord, now: float, wall_now: float) -> dict[str
     # A transition already complete is saved as its result: the deadline of a fake clock means nothing later.
     phase = record.phase.at(now)
     data: dict[str, Any] = {
+        "Account": record.account,
         "Region": record.region,
         "CustomKeyStoreId": record.store_id,
         "CustomKeyStoreName": record.name,
@@ -168,9 +172,14 @@ def record_from_json(data: object, where: str, now: float, wall_now: float) -> S
             raise reader.fail(f"{_OPTIONAL_FIELDS[attribute]} is required for a store of type {store_type}")
     if store_type == EXTERNAL and optional["xks_connectivity"] not in (PUBLIC_ENDPOINT, VPC_ENDPOINT_SERVICE):
         raise reader.fail(f"XksProxyConnectivity must be {PUBLIC_ENDPOINT} or {VPC_ENDPOINT_SERVICE}")
+    account = reader.string("Account", optional=True) or DEFAULT_ACCOUNT
+    try:
+        check_account_id(account, "Account")
+    except EmulatorConfigError as error:
+        raise reader.fail(str(error)) from None
     if optional["xks_connectivity"] == VPC_ENDPOINT_SERVICE and optional["xks_vpc_endpoint_service_owner"] is None:
         # Files saved before the owner defaulted to the caller's account (as CreateCustomKeyStore documents) lack it.
-        optional["xks_vpc_endpoint_service_owner"] = ACCOUNT_ID
+        optional["xks_vpc_endpoint_service_owner"] = account
     creation_date = reader.number("CreationDate")
     assert creation_date is not None
     return StoreRecord(
@@ -182,6 +191,7 @@ def record_from_json(data: object, where: str, now: float, wall_now: float) -> S
         seq=reader.integer("Sequence"),
         phase=phase,
         key_count=reader.integer("KeyCount"),
+        account=account,
         **optional,
     )
 
@@ -238,14 +248,15 @@ def load(path: Path, now: float, wall_now: float) -> list[StoreRecord] | None:
         for index, item in enumerate(stores)
     ]
     seen: set[str] = set()
-    names: set[tuple[str, str]] = set()
+    names: set[tuple[str, str, str]] = set()
     for record in records:
         if record.store_id in seen:
             raise EmulatorStateError(f"state file {path}: custom key store id {record.store_id} appears twice")
-        if (record.region, record.name) in names:
+        if (record.account, record.region, record.name) in names:
             raise EmulatorStateError(
-                f"state file {path}: custom key store name {record.name} appears twice in {record.region}"
+                f"state file {path}: custom key store name {record.name} appears twice in {record.region} "
+                f"of account {record.account}"
             )
         seen.add(record.store_id)
-        names.add((record.region, record.name))
+        names.add((record.account, record.region, record.name))
     return records

@@ -9,6 +9,7 @@ A seed is a JSON file holding a list of entries, or the same list in Python. Eac
      "XksProxyConnectivity": "PUBLIC_ENDPOINT",                  # EXTERNAL_KEY_STORE (+ VPC fields)
      "XksProxyAuthenticationCredential": {"AccessKeyId": "..."},   # the secret may be omitted
      "Region": "us-east-1",                                        # default us-east-1
+     "Account": "111122223333",                                    # default 000000000000
      "ConnectionState": "DISCONNECTED",                            # default; FAILED needs ConnectionErrorCode
      "ConnectOutcome": "succeed" | "hang" | "fail:CODE"}           # optional
 
@@ -21,6 +22,7 @@ file) is skipped, but its ``ConnectOutcome`` still applies.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +30,14 @@ from typing import Any
 
 from kms_connection.states import ConnectionState
 
+from .accounts import DEFAULT_ACCOUNT
 from .errors import EmulatorConfigError, EmulatorStateError, KmsError
 from .faults import outcome_misfit, parse_outcome
 from .model import check_value, connection_error_codes, error_code_store_types
 from .store import CLOUDHSM, EXTERNAL, ConnectOutcome, StoreRecord, settled, store_fields
 
 DEFAULT_REGION = "us-east-1"
+ACCOUNT_PATTERN = re.compile(r"[0-9]{12}")
 
 SeedSource = str | Path | Sequence[Mapping[str, Any]]
 
@@ -53,7 +57,7 @@ _SHAPES = {
     "ConnectionState": "ConnectionStateType",
     "ConnectionErrorCode": "ConnectionErrorCodeType",
 }
-_OTHER_KEYS = {"Region", "ConnectOutcome", "CreationDate", "XksProxyAuthenticationCredential"}
+_OTHER_KEYS = {"Account", "Region", "ConnectOutcome", "CreationDate", "XksProxyAuthenticationCredential"}
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ def _entry(item: object, where: str, created_at: float) -> SeedEntry:
     region = item.get("Region", DEFAULT_REGION)
     if not isinstance(region, str) or not region:
         problems.append("Region must be a non-empty string")
+    account = item.get("Account", DEFAULT_ACCOUNT)
+    if not isinstance(account, str) or not ACCOUNT_PATTERN.fullmatch(account):
+        problems.append(f"Account must be an account id, 12 digits (found {account!r})")
     if problems:
         raise EmulatorStateError(f"{where}: {'; '.join(problems)}")
     store_type = item.get("CustomKeyStoreType", CLOUDHSM)
@@ -125,7 +132,7 @@ def _entry(item: object, where: str, created_at: float) -> SeedEntry:
         params["XksProxyAuthenticationCredential"] = {"AccessKeyId": credential["AccessKeyId"]}
     params.pop("ConnectionState", None)
     try:
-        fields = store_fields(store_type, params)
+        fields = store_fields(store_type, params, account)
     except KmsError as error:
         raise EmulatorStateError(f"{where}: {error.message}") from None
     state = ConnectionState(item.get("ConnectionState", ConnectionState.DISCONNECTED.value))
@@ -161,6 +168,7 @@ def _entry(item: object, where: str, created_at: float) -> SeedEntry:
         creation_date=float(creation),
         seq=0,
         phase=settled(ConnectionState.DISCONNECTED),
+        account=account,
         **fields,
     )
     return SeedEntry(record, state, error_code, outcome)

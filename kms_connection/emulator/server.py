@@ -1,4 +1,4 @@
-"""The HTTP side: AWS JSON 1.1 as KMS speaks it, on a ``ThreadingHTTPServer``.
+"""The HTTP side: AWS JSON 1.1 as KMS speaks it, and STS's query protocol, on a ``ThreadingHTTPServer``.
 
 ``POST /`` with ``X-Amz-Target: TrentService.<Operation>`` and a JSON body; answers are JSON with
 ``Content-Type: application/x-amz-json-1.1``, errors ``{"__type": ..., "message": ...}`` with HTTP 400 (client
@@ -6,15 +6,20 @@ errors, throttling) or 500 (``KMSInternalException``), which botocore maps to it
 
 Order of checks for a KMS request, each answered as AWS answers it:
 body size and framing (413 / 411) -> SigV4 header (``MissingAuthenticationTokenException``,
-``IncompleteSignatureException``) -> target (``UnknownOperationException``, also for a KMS operation the
-emulator does not implement, as AWS answers an operation a service does not have) -> JSON body
-(``SerializationException``) -> faults -> model validation (``ValidationException``) -> the operation.
+``IncompleteSignatureException``) -> the credentials' account (``ExpiredTokenException`` for an expired session,
+``UnrecognizedClientException`` for a session token that is not the one issued; see ``accounts``) -> target
+(``UnknownOperationException``, also for a KMS operation the emulator does not implement, as AWS answers an
+operation a service does not have) -> JSON body (``SerializationException``) -> faults -> model validation
+(``ValidationException``) -> the operation.
 
-Every answer, whatever the method or however malformed the request, is JSON: KMS's ``{"__type", "message"}``
-shape (405 for a method other than POST, 501 for one http.server does not know), or the admin endpoints' own.
+Every answer but STS's, whatever the method or however malformed the request, is JSON: KMS's
+``{"__type", "message"}`` shape (405 for a method other than POST, 501 for one http.server does not know), or the
+admin endpoints' own. STS answers XML, errors included.
 
-Any path outside ``/_emulator/`` is a KMS request (botocore posts to the path of ``endpoint_url``, "/" by
-default); ``/_emulator/`` holds the admin endpoints (see ``admin``), which need no signature.
+Any path outside ``/_emulator/`` is a KMS or STS request (botocore posts to the path of ``endpoint_url``, "/" by
+default): a form-encoded POST without ``X-Amz-Target`` is STS's query protocol (``sts``: ``GetCallerIdentity`` and
+``AssumeRole``, XML answers), anything else KMS's. ``/_emulator/`` holds the admin endpoints (see ``admin``),
+which need no signature.
 
 Robustness: bodies are capped (``max_body_bytes``); every connection has a socket timeout so a half-sent
 request frees its thread; ``stop`` closes idle keep-alive connections too, so no client reaches a stopped
@@ -35,7 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import admin
+from . import admin, sts
+from .accounts import Principal
 from .errors import KmsError
 from .faults import DropConnection
 from .model import OPERATIONS, TARGET_PREFIX, echo, model_operations
@@ -163,6 +169,10 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
         if path.startswith(admin.PREFIX):
             self._admin("POST", path, body)
             return
+        content_type = self.headers.get("Content-Type", "").lower()
+        if "X-Amz-Target" not in self.headers and content_type.startswith("application/x-www-form-urlencoded"):
+            self._sts(body)
+            return
         self._kms(body)
 
     def do_GET(self) -> None:
@@ -226,9 +236,12 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
             operation = target
         region: str | None = None
         store_id: str | None = None
+        account: str | None = None
         try:
             headers = {name.lower(): value for name, value in self.headers.items()}
-            region = scope_region = parse_authorization(headers).region
+            credential = parse_authorization(headers)
+            region = scope_region = credential.region
+            account = service.principal(credential.access_key_id, headers.get("x-amz-security-token"), "kms").account
             if prefix != TARGET_PREFIX or not operation:
                 raise unknown_operation(target)
             if operation not in OPERATIONS:
@@ -239,28 +252,82 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
             if isinstance(params.get("CustomKeyStoreId"), str):
                 store_id = params["CustomKeyStoreId"]
         except KmsError as error:
-            service.record_call(operation, store_id, region, error.code)
-            self._log(operation, region, store_id, error.code, error.status)
+            service.record_call(operation, store_id, region, error.code, account=account)
+            self._log(operation, region, store_id, error.code, error.status, account)
             self._send_error(error)
             return
+        assert account is not None
         try:
-            response = service.handle(operation, params, scope_region)
+            response = service.handle(operation, params, scope_region, account)
         except DropConnection:
-            self._log(operation, region, store_id, "dropped", None)
+            self._log(operation, region, store_id, "dropped", None, account)
             self._drop()
             return
         except KmsError as error:
-            self._log(operation, region, store_id, error.code, error.status)
+            self._log(operation, region, store_id, error.code, error.status, account)
             self._send_error(error)
             return
         except Exception as error:
             # A bug in the emulator must answer 500 like KMS, not drop the connection without a word.
-            service.record_call(operation, store_id, region, "KMSInternalException")
-            self._log(operation, region, store_id, f"KMSInternalException ({type(error).__name__})", 500)
+            service.record_call(operation, store_id, region, "KMSInternalException", account=account)
+            self._log(operation, region, store_id, f"KMSInternalException ({type(error).__name__})", 500, account)
             self._send_error(KmsError("KMSInternalException", f"Emulator error: {type(error).__name__}", 500))
             return
-        self._log(operation, region, response.get("CustomKeyStoreId", store_id), "ok", 200)
+        self._log(operation, region, response.get("CustomKeyStoreId", store_id), "ok", 200, account)
         self._send_json(200, response, content_type=JSON_CONTENT_TYPE)
+
+    # -- STS -------------------------------------------------------------------------------------------
+
+    def _sts(self, body: bytes) -> None:
+        service = self.server.service
+        action = ""
+        region: str | None = None
+        caller: Principal | None = None
+        try:
+            params = sts.parse_form(body)
+            action = params.get("Action", "")
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            try:
+                credential = parse_authorization(headers, "sts")
+            except KmsError as error:
+                # The query protocol's names for them, and the status STS answers them with.
+                raise KmsError(error.code.removesuffix("Exception"), error.message, 403) from None
+            region = credential.region
+            caller = service.principal(credential.access_key_id, headers.get("x-amz-security-token"), "sts")
+            if action not in sts.ACTIONS:
+                raise sts.unknown_action(action)
+        except KmsError as error:
+            account = caller.account if caller is not None else None
+            service.record_call(action, None, region, error.code, account=account, service="sts")
+            self._log(action, region, None, error.code, error.status, account, "sts")
+            self._send_xml(error.status, sts.error_xml(error))
+            return
+        assert region is not None and caller is not None
+        try:
+            result = service.handle_sts(action, params, region, caller)
+        except KmsError as error:
+            self._log(action, region, None, error.code, error.status, caller.account, "sts")
+            self._send_xml(error.status, sts.error_xml(error))
+            return
+        except Exception as error:
+            service.record_call(action, None, region, "InternalFailure", account=caller.account, service="sts")
+            self._log(action, region, None, f"InternalFailure ({type(error).__name__})", 500, caller.account, "sts")
+            failure = KmsError("InternalFailure", f"Emulator error: {type(error).__name__}", 500)
+            self._send_xml(500, sts.error_xml(failure))
+            return
+        self._log(action, region, None, "ok", 200, caller.account, "sts")
+        self._send_xml(200, sts.response_xml(action, result))
+
+    def _send_xml(self, status: int, data: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", sts.CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
 
     @staticmethod
     def _decode(body: bytes) -> dict[str, Any]:
@@ -374,9 +441,19 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _log(self, operation: str, region: str | None, store_id: str | None, outcome: str, status: int | None) -> None:
+    def _log(
+        self,
+        operation: str,
+        region: str | None,
+        store_id: str | None,
+        outcome: str,
+        status: int | None,
+        account: str | None = None,
+        service: str = "kms",
+    ) -> None:
         if self.server.log is not None:
+            where = f"account={account or '-'} region={region or '-'}"
+            target = f"store={store_id or '-'}" if service == "kms" else "sts"
             self.server.log(
-                f"{operation or '-'} region={region or '-'} store={store_id or '-'} -> {outcome}"
-                + (f" ({status})" if status is not None else "")
+                f"{operation or '-'} {where} {target} -> {outcome}" + (f" ({status})" if status is not None else "")
             )

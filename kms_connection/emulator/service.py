@@ -1,8 +1,10 @@
-"""The emulated service: KMS operations over the store registry, with faults, the call log and persistence.
+"""The emulated service: KMS operations over the store registries (one per account), STS, faults, the call log and
+persistence.
 
-This layer knows nothing of HTTP: it takes an operation name, its decoded parameters and the Region, and
-returns the response object or raises ``KmsError`` / ``DropConnection``. One re-entrant lock serialises every
-request and every run-time change, so concurrent clients can neither lose an update nor see half of one.
+This layer knows nothing of HTTP: it takes an operation name, its decoded parameters, the Region and the account
+the request's credentials act in (``principal``), and returns the response object or raises ``KmsError`` /
+``DropConnection``. One re-entrant lock serialises every request and every run-time change, so concurrent
+clients can neither lose an update nor see half of one.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Any
 
 from kms_connection.states import ConnectionState
 
-from . import persistence
+from . import persistence, sts
+from .accounts import DEFAULT_ACCOUNT, Accounts, Principal, check_account_id
 from .calls import DROPPED, OK, Call, CallLog
 from .clock import Clock
-from .errors import EmulatorConfigError, EmulatorStateError, KmsError
+from .errors import EmulatorConfigError, EmulatorStateError, KmsError, not_found
 from .faults import DropConnection, FaultPlan, drill_error, outcome_misfit, parse_outcome, store_drill_misfit
 from .model import connection_error_codes, error_code_store_types, validate_input
 from .seeding import DEFAULT_REGION, SeedSource, read_seed
@@ -33,6 +36,7 @@ from .store import (
     StoreRegistry,
     connecting,
     disconnecting,
+    new_store_id,
     settled,
 )
 
@@ -68,7 +72,7 @@ def _raise_misfit(
 
 
 class KmsService:
-    """One emulated KMS endpoint's state and behaviour (every Region of one account)."""
+    """One emulated endpoint's state and behaviour: KMS in every account and Region, and STS."""
 
     def __init__(
         self,
@@ -83,6 +87,7 @@ class KmsService:
         seed: SeedSource | None = None,
         call_log_limit: int = 10_000,
         wall: Callable[[], float] = time.time,
+        accounts: Accounts | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.clock = clock
@@ -93,7 +98,10 @@ class KmsService:
         self._disconnect_seconds = _non_negative("disconnect_seconds", disconnect_seconds)
         if store_limit is not None and store_limit < 0:
             raise EmulatorConfigError(f"store_limit cannot be negative (got {store_limit!r})")
-        self.registry = StoreRegistry(store_limit, _non_negative("consistency_lag", consistency_lag))
+        self._store_limit = store_limit
+        self._consistency_lag = _non_negative("consistency_lag", consistency_lag)
+        self._registries: dict[str, StoreRegistry] = {}
+        self.accounts = accounts if accounts is not None else Accounts(wall=wall)
         self.call_log = CallLog(call_log_limit)
         self.state_file = state_file
         self._wall = wall
@@ -102,7 +110,7 @@ class KmsService:
         if state_file is not None:
             loaded = persistence.load(state_file, clock.now(), wall())
             for record in loaded or ():
-                self.registry.insert(record)
+                self.registry(record.account).insert(record)
         self._apply_seed()
         # Outcomes and drills given at construction name stores that exist only now (seeds, the state file).
         self._check_drills_fit()
@@ -132,44 +140,113 @@ class KmsService:
     @property
     def consistency_lag(self) -> float:
         """How far behind the true state DescribeCustomKeyStores answers, in seconds."""
-        return self.registry.consistency_lag
+        return self._consistency_lag
 
     @consistency_lag.setter
     def consistency_lag(self, value: float) -> None:
         with self.lock:
-            self.registry.consistency_lag = _non_negative("consistency_lag", value)
+            self._consistency_lag = _non_negative("consistency_lag", value)
+            for registry in self._registries.values():
+                registry.consistency_lag = self._consistency_lag
+
+    # -- accounts --------------------------------------------------------------------------------------
+
+    def registry(self, account: str) -> StoreRegistry:
+        """The stores of one account (an empty registry for an account not seen yet)."""
+        with self.lock:
+            registry = self._registries.get(account)
+            if registry is None:
+                registry = StoreRegistry(self._store_limit, self._consistency_lag, self._fresh_id, account=account)
+                self._registries[account] = registry
+            return registry
+
+    def _fresh_id(self) -> str:
+        # Ids are unique across accounts, as KMS's are: faults and drills name a store by Region and id alone.
+        while True:
+            candidate = new_store_id()
+            if self._locate(candidate) is None:
+                return candidate
+
+    def _locate(self, store_id: str, region: str | None = None) -> StoreRecord | None:
+        """The current record of ``store_id`` in any account (in ``region`` only, when given), or None."""
+        for registry in self._registries.values():
+            for name in [region] if region is not None else registry.regions():
+                record = registry.find(name, store_id)
+                if record is not None:
+                    return record
+        return None
+
+    def account_of(self, store_id: str, region: str) -> str:
+        """The account that holds ``store_id`` in ``region``; ``KmsError`` (not found) if none does."""
+        with self.lock:
+            record = self._locate(store_id, region)
+            if record is None:
+                raise not_found(store_id)
+            return record.account
+
+    def principal(self, access_key_id: str, session_token: str | None, service: str) -> Principal:
+        """Who a request signed with ``access_key_id`` acts as; the AWS error if its session is not usable."""
+        return self.accounts.principal(access_key_id, session_token, service=service)
+
+    def all_records(self) -> list[StoreRecord]:
+        """Every current store of every account and Region, accounts in order."""
+        return [record for account in sorted(self._registries) for record in self._registries[account].all_stores()]
 
     # -- requests --------------------------------------------------------------------------------------
 
-    def handle(self, operation: str, params: dict[str, Any], region: str) -> dict[str, Any]:
-        """Answer one KMS request (``operation`` is one of ``OPERATIONS``), logging it in the call log."""
+    def handle(
+        self, operation: str, params: dict[str, Any], region: str, account: str = DEFAULT_ACCOUNT
+    ) -> dict[str, Any]:
+        """Answer one KMS request (``operation`` is one of ``OPERATIONS``) in ``account``, logging it in the call
+        log."""
         store_id = params.get("CustomKeyStoreId") if isinstance(params.get("CustomKeyStoreId"), str) else None
         with self.lock:
             now = self.clock.now()
             try:
-                self.faults.check(operation, region, now)
+                self.faults.check(operation, region, now, account)
                 validate_input(operation, params)
-                response = self._dispatch(operation, params, region, now)
+                response = self._dispatch(operation, params, region, now, account)
             except DropConnection:
-                self.record_call(operation, store_id, region, DROPPED, now)
+                self.record_call(operation, store_id, region, DROPPED, now, account)
                 raise
             except KmsError as error:
-                self.record_call(operation, store_id, region, error.code, now)
+                self.record_call(operation, store_id, region, error.code, now, account)
                 raise
             if operation == "CreateCustomKeyStore":
                 store_id = response["CustomKeyStoreId"]
-            self.record_call(operation, store_id, region, OK, now)
+            self.record_call(operation, store_id, region, OK, now, account)
             return response
 
+    def handle_sts(self, action: str, params: dict[str, str], region: str, caller: Principal) -> dict[str, Any]:
+        """Answer one STS request by ``caller`` (see ``sts``), logging it in the call log."""
+        with self.lock:
+            now = self.clock.now()
+            try:
+                result = sts.handle(self.accounts, action, params, caller)
+            except KmsError as error:
+                self.record_call(action, None, region, error.code, now, caller.account, "sts")
+                raise
+            self.record_call(action, None, region, OK, now, caller.account, "sts")
+            return result
+
     def record_call(
-        self, operation: str, store_id: str | None, region: str | None, outcome: str, now: float | None = None
+        self,
+        operation: str,
+        store_id: str | None,
+        region: str | None,
+        outcome: str,
+        now: float | None = None,
+        account: str | None = None,
+        service: str = "kms",
     ) -> None:
         """Add a request to the call log (also used by the HTTP layer for requests refused before dispatch)."""
         when = self.clock.now() if now is None else now
-        self.call_log.record(Call(operation, store_id, region, when, outcome))
+        self.call_log.record(Call(operation, store_id, region, when, outcome, account, service))
 
-    def _dispatch(self, operation: str, params: dict[str, Any], region: str, now: float) -> dict[str, Any]:
-        registry = self.registry
+    def _dispatch(
+        self, operation: str, params: dict[str, Any], region: str, now: float, account: str
+    ) -> dict[str, Any]:
+        registry = self.registry(account)
         if operation == "DescribeCustomKeyStores":
             return registry.describe(
                 region,
@@ -230,8 +307,10 @@ class KmsService:
         store_id: str | None = None,
         connection_state: str = "DISCONNECTED",
         error_code: str | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> str:
         """Create a store directly (not logged, no quota, visible at once), with placeholder settings."""
+        check_account_id(account, "account")
         if store_type not in (CLOUDHSM, EXTERNAL):
             raise EmulatorConfigError(f"store_type must be {CLOUDHSM} or {EXTERNAL} (got {store_type!r})")
         state = self._state(connection_state)
@@ -243,7 +322,10 @@ class KmsService:
             if store_id is not None:
                 # An outcome or drill set earlier for this id must fit the store it now names.
                 self._check_fits(region, store_id, store_type)
-            new_id = store_id or self.registry.fresh_id()
+            if store_id is not None and self._locate(store_id) is not None:
+                raise EmulatorConfigError(f"custom key store {store_id} already exists")
+            new_id = store_id or self._fresh_id()
+            registry = self.registry(account)
             fields: dict[str, Any]
             if store_type == CLOUDHSM:
                 fields = {
@@ -265,15 +347,16 @@ class KmsService:
                 creation_date=self._wall(),
                 seq=0,
                 phase=settled(ConnectionState.DISCONNECTED),
+                account=account,
                 **fields,
             )
             try:
-                self.registry.insert(record)
+                registry.insert(record)
             except ValueError as error:
                 raise EmulatorConfigError(str(error)) from None
             except KmsError as error:
                 raise EmulatorConfigError(error.message) from None
-            self.registry.set_phase(region, new_id, self._initial_phase(region, new_id, state, error_code, now))
+            registry.set_phase(region, new_id, self._initial_phase(region, new_id, state, error_code, now))
             self._save(now)
             return new_id
 
@@ -300,28 +383,33 @@ class KmsService:
 
         A store that does not exist yet is checked when it does (``create_store``, seeds, a state file).
         """
-        record = self.registry.find(region, store_id)
+        record = self._locate(store_id, region)
         if record is not None:
             _raise_misfit(region, store_id, record.store_type, outcome, drill)
 
     def state_of(self, store_id: str, region: str = DEFAULT_REGION) -> Phase:
-        """The true phase of a store now, ignoring the consistency lag; ``KmsError`` if there is none."""
+        """The true phase of a store now (in whichever account holds it), ignoring the consistency lag; ``KmsError``
+        if there is none."""
         with self.lock:
-            return self.registry.state_of(region, store_id, self.clock.now())
+            return self.registry(self.account_of(store_id, region)).state_of(region, store_id, self.clock.now())
 
     def set_key_count(self, store_id: str, count: int, region: str = DEFAULT_REGION) -> None:
         """Test hook: pretend the store holds ``count`` KMS keys (DeleteCustomKeyStore is refused while > 0)."""
         if count < 0:
             raise EmulatorConfigError(f"a key count cannot be negative (got {count!r})")
         with self.lock:
-            self.registry.set_key_count(region, store_id, count)
+            self.registry(self.account_of(store_id, region)).set_key_count(region, store_id, count)
             self._save(self.clock.now())
 
     def stores(self) -> list[dict[str, Any]]:
-        """Every store of every Region with its true current state (no secrets), for the admin endpoint."""
+        """Every store of every account and Region with its true current state (no secrets), for the admin
+        endpoint."""
         with self.lock:
             now = self.clock.now()
-            return [{"Region": record.region, **record.entry(now)} for record in self.registry.all_stores()]
+            return [
+                {"Account": record.account, "Region": record.region, **record.entry(now)}
+                for record in self.all_records()
+            ]
 
     def save(self) -> None:
         """Write the state file now (if any), e.g. on shutdown, so settled transitions are saved settled."""
@@ -331,9 +419,10 @@ class KmsService:
     def reset(self) -> None:
         """Back to the state at construction: no stores but the seeds, initial faults and timing, empty log."""
         with self.lock:
-            self.registry.clear()
+            self._registries.clear()
             self.faults = self._make_faults()
-            self._connect_seconds, self._disconnect_seconds, self.registry.consistency_lag = self._initial
+            self.accounts.reset()
+            self._connect_seconds, self._disconnect_seconds, self._consistency_lag = self._initial
             self.call_log.clear()
             self._apply_seed(force_save=True)
             self._check_drills_fit()
@@ -354,7 +443,7 @@ class KmsService:
         _raise_misfit(region, store_id, store_type, outcome, drill)
 
     def _check_drills_fit(self) -> None:
-        for record in self.registry.all_stores():
+        for record in self.all_records():
             self._check_fits(record.region, record.store_id, record.store_type)
 
     def _initial_phase(
@@ -382,18 +471,18 @@ class KmsService:
                 record = entry.record
                 if entry.outcome is not None:
                     self.faults.set_connect_outcome(record.region, record.store_id, entry.outcome)
-                if any(self.registry.find(region, record.store_id) for region in self.registry.regions()):
+                if self._locate(record.store_id) is not None:
                     continue
                 try:
-                    self.registry.insert(record)
+                    self.registry(record.account).insert(record)
                 except KmsError as error:
                     raise EmulatorStateError(f"seed store {record.store_id}: {error.message}") from None
                 phase = self._initial_phase(record.region, record.store_id, entry.state, entry.error_code, now)
-                self.registry.set_phase(record.region, record.store_id, phase)
+                self.registry(record.account).set_phase(record.region, record.store_id, phase)
                 added = True
             if added or force_save:
                 self._save(now)
 
     def _save(self, now: float) -> None:
         if self.state_file is not None:
-            persistence.save(self.state_file, self.registry.all_stores(), now, self._wall())
+            persistence.save(self.state_file, self.all_records(), now, self._wall())

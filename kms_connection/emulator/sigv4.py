@@ -2,7 +2,8 @@
 
 The emulator accepts any credentials, so it never recomputes a signature; but a request that AWS would
 refuse for its form is refused the same way, so a client that forgets to sign fails here as it would in AWS.
-The Region of the request is the one in the credential scope.
+The Region of the request is the one in the credential scope, and so is the access key id, which tells the
+account (see ``accounts``); the scope's service must be the one the request is for (``kms`` or ``sts``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Credential:
 
     access_key_id: str
     region: str
+    service: str = SERVICE
 
 
 def missing_token() -> KmsError:
@@ -39,8 +41,9 @@ def _incomplete(message: str) -> KmsError:
     return KmsError("IncompleteSignatureException", message)
 
 
-def parse_authorization(headers: Mapping[str, str]) -> Credential:
-    """Check the SigV4 header of a request and return its credential scope; raise the AWS error otherwise.
+def parse_authorization(headers: Mapping[str, str], service: str = SERVICE) -> Credential:
+    """Check the SigV4 header of a request to ``service`` and return its credential scope; raise the AWS error
+    otherwise.
 
     ``headers`` maps lowercase header names to values.
     """
@@ -70,19 +73,19 @@ def parse_authorization(headers: Mapping[str, str]) -> Credential:
     scope = parameters["Credential"].split("/")
     if len(scope) != 5 or not scope[0] or scope[4] != "aws4_request":
         raise _incomplete(
-            "Credential must have the form <AccessKeyId>/<yyyymmdd>/<region>/kms/aws4_request; "
+            f"Credential must have the form <AccessKeyId>/<yyyymmdd>/<region>/{service}/aws4_request; "
             f"found {len(scope)} parts."
         )
-    access_key_id, date, region, service, _terminator = scope
+    access_key_id, date, region, scope_service, _terminator = scope
     if not _DATE.fullmatch(date):
         raise _incomplete("Credential scope date must be yyyymmdd.")
     if not _REGION.fullmatch(region):
         raise _incomplete("Credential scope Region is not a valid Region name.")
-    if service != SERVICE:
-        raise _incomplete(f"Credential should be scoped to correct service: '{SERVICE}'.")
+    if scope_service != service:
+        raise _incomplete(f"Credential should be scoped to correct service: '{service}'.")
     if not _SIGNATURE.fullmatch(parameters["Signature"]):
         raise _incomplete("Signature must be 64 lowercase hexadecimal digits.")
     signed = parameters["SignedHeaders"].split(";")
     if not all(_HEADER_NAME.fullmatch(name) for name in signed) or "host" not in signed:
         raise _incomplete("SignedHeaders must be lowercase header names separated by ';' and include 'host'.")
-    return Credential(access_key_id, region)
+    return Credential(access_key_id, region, service)

@@ -1,4 +1,4 @@
-"""Custom key stores, their connection state machine, and the per-Region registry: pure rules, no I/O.
+"""Custom key stores, their connection state machine, and the per-Region registry of an account: pure rules, no I/O.
 
 Nothing here reads a clock, a file or a socket: every method takes ``now`` (seconds of the emulator's clock),
 so the same inputs always give the same answer and a ``FakeClock`` drives every transition.
@@ -33,12 +33,13 @@ Choices where the KMS documentation leaves a case open:
       Stores created directly (seeds, test set-up, a loaded state file) are visible at once.
     * Describe lists stores in creation order. Giving both ``CustomKeyStoreId`` and ``CustomKeyStoreName`` is a
       ``ValidationException`` (the API reference says "either ... but not both").
-    * Names are unique per account and Region, compared exactly (case-sensitive).
+    * Names are unique per account and Region, compared exactly (case-sensitive). Store ids are unique across
+      every account and Region (the service sees to it across accounts), as KMS's are.
     * A CloudHSM cluster can back one store per Region (``CloudHsmClusterInUseException`` on create); an update
       to another cluster is not checked, since KMS only requires a related cluster, which the emulator cannot know.
     * A VPC endpoint service store created (or switched to ``VPC_ENDPOINT_SERVICE``) without
-      ``XksProxyVpcEndpointServiceOwner`` is owned by the caller's account, ``ACCOUNT_ID`` (the emulator serves
-      one account, whatever the credentials).
+      ``XksProxyVpcEndpointServiceOwner`` is owned by the caller's account (the registry's account; see
+      ``accounts`` for how a request's credentials tell it).
     * External key stores: the endpoint+path pair is unique (``XksProxyUriInUseException``); an endpoint used by
       a ``VPC_ENDPOINT_SERVICE`` store is not shared with any other store (``XksProxyUriEndpointInUseException``);
       a VPC endpoint service backs one store (``XksProxyVpcEndpointServiceInUseException``).
@@ -59,6 +60,7 @@ from typing import Any, Literal
 
 from kms_connection.states import ConnectionState
 
+from .accounts import DEFAULT_ACCOUNT
 from .errors import KmsError, not_found
 
 CLOUDHSM = "AWS_CLOUDHSM"
@@ -66,8 +68,8 @@ EXTERNAL = "EXTERNAL_KEY_STORE"
 PUBLIC_ENDPOINT = "PUBLIC_ENDPOINT"
 VPC_ENDPOINT_SERVICE = "VPC_ENDPOINT_SERVICE"
 
-#: The one account the emulator serves, whatever the credentials (LocalStack-style local endpoints use it too).
-ACCOUNT_ID = "000000000000"
+#: The account of credentials mapped to no other (LocalStack-style local endpoints use it too).
+ACCOUNT_ID = DEFAULT_ACCOUNT
 
 DEFAULT_STORE_LIMIT = 10
 #: The largest page DescribeCustomKeyStores returns (the model's maximum ``Limit``), also the default page.
@@ -166,6 +168,7 @@ class StoreRecord:
     xks_vpc_endpoint_service_owner: str | None = None
     xks_access_key_id: str | None = None
     key_count: int = 0
+    account: str = DEFAULT_ACCOUNT
 
     def entry(self, at: float) -> dict[str, Any]:
         """The ``CustomKeyStoresListEntry`` for this store as it stands at ``at``."""
@@ -211,7 +214,7 @@ def _invalid(message: str) -> KmsError:
     return KmsError("ValidationException", message)
 
 
-def store_fields(store_type: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def store_fields(store_type: str, params: Mapping[str, Any], account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
     """The record fields of a new store of ``store_type`` from create parameters, checking the per-type rules.
 
     The model cannot say which members each type needs, so this is where a missing or misplaced member is
@@ -243,14 +246,14 @@ def store_fields(store_type: str, params: Mapping[str, Any]) -> dict[str, Any]:
         "xks_access_key_id": params["XksProxyAuthenticationCredential"]["AccessKeyId"],
     }
     _check_connectivity(fields)
-    return _default_owner(fields)
+    return _default_owner(fields, account)
 
 
-def _default_owner(fields: dict[str, Any]) -> dict[str, Any]:
+def _default_owner(fields: dict[str, Any], account: str) -> dict[str, Any]:
     # CreateCustomKeyStore's XksProxyVpcEndpointServiceOwner: "If not provided, the Amazon Web Services account ID
     # calling the action will be used."
     if fields["xks_connectivity"] == VPC_ENDPOINT_SERVICE and fields["xks_vpc_endpoint_service_owner"] is None:
-        return {**fields, "xks_vpc_endpoint_service_owner": ACCOUNT_ID}
+        return {**fields, "xks_vpc_endpoint_service_owner": account}
     return fields
 
 
@@ -307,7 +310,7 @@ class Checkpoint:
 
 
 class StoreRegistry:
-    """Every custom key store of one emulator, per Region, with the operations' rules.
+    """Every custom key store of one account, per Region, with the operations' rules.
 
     Not thread-safe: the caller holds one lock around every call.
     """
@@ -317,7 +320,9 @@ class StoreRegistry:
         store_limit: int | None = DEFAULT_STORE_LIMIT,
         consistency_lag: float = 0.0,
         new_id: Callable[[], str] = new_store_id,
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
+        self.account = account
         self.store_limit = store_limit
         self.consistency_lag = consistency_lag
         self._new_id = new_id
@@ -363,7 +368,7 @@ class StoreRegistry:
     def create(self, region: str, params: Mapping[str, Any], now: float, created_at: float) -> StoreRecord:
         """CreateCustomKeyStore: a new DISCONNECTED store (``params`` already valid against the model)."""
         store_type = params.get("CustomKeyStoreType") or CLOUDHSM
-        fields = store_fields(store_type, params)
+        fields = store_fields(store_type, params, self.account)
         current = self.stores(region)
         self._check_name_free(current, params["CustomKeyStoreName"], None)
         if store_type == CLOUDHSM:
@@ -390,6 +395,7 @@ class StoreRegistry:
             creation_date=created_at,
             seq=self._region(region).next_seq,
             phase=settled(ConnectionState.DISCONNECTED),
+            account=self.account,
             **fields,
         )
         self._put(record, now, new=True)
@@ -497,7 +503,7 @@ class StoreRegistry:
             if params.get("XksProxyVpcEndpointServiceOwner") is None:
                 fields["xks_vpc_endpoint_service_owner"] = None
         _check_connectivity(fields)
-        fields = _default_owner(fields)
+        fields = _default_owner(fields, record.account)
         self._check_xks_free(self.stores(record.region), fields, record.store_id)
         return fields
 
@@ -569,6 +575,8 @@ class StoreRegistry:
         ``record.seq`` is replaced by the next sequence number of its Region unless it is already past it
         (a store loaded from a state file keeps its order).
         """
+        if record.account != self.account:
+            raise ValueError(f"custom key store {record.store_id} is of account {record.account}, not {self.account}")
         if any(self.find(region, record.store_id) for region in self._regions):
             raise ValueError(f"custom key store {record.store_id} already exists")
         self._check_name_free(self.stores(record.region), record.name, None)
