@@ -53,6 +53,8 @@ OUTPUT_NAMES = (
 SET_OUTPUT_NAMES = ("connection_states", "connection_error_codes")
 # Inputs whose change points the resource at another store, so it is replaced rather than updated.
 REPLACE_ON_CHANGE = (names.CUSTOM_KEY_STORE_ID, names.REGION)
+# A set's ids change in place (a store joining or leaving is an update); only another Region replaces it.
+SET_REPLACE_ON_CHANGE = (names.REGION,)
 UPDATE_IN_PLACE = (names.DESIRED_STATE, names.ON_DELETE, names.CONNECT_TIMEOUT, names.DISCONNECT_TIMEOUT)
 
 CONNECTION_NOT_FOUND = API_ERROR_REMEDIES["CustomKeyStoreNotFoundException"]
@@ -324,8 +326,9 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         self.declare(news, id_)
         region = news.get(names.REGION)
-        if is_unknown(region) or region != olds.get(names.REGION):
-            return DiffResult(changes=True, replaces=[names.REGION], delete_before_replace=False)
+        replaces = [key for key in SET_REPLACE_ON_CHANGE if is_unknown(news.get(key)) or news.get(key) != olds.get(key)]
+        if replaces:
+            return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
         store_ids = news.get(names.CUSTOM_KEY_STORE_IDS)
         desired = news.get(names.DESIRED_STATE)
         if is_unknown(store_ids) or any(is_unknown(i) for i in store_ids or []) or is_unknown(desired):

@@ -20,16 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from kms_connection import inputs
-from kms_connection.provider import REPLACE_ON_CHANGE
+from kms_connection.provider import REPLACE_ON_CHANGE, SET_REPLACE_ON_CHANGE
 
 from .names import PACKAGE, camel, users_text
 
 CONNECTION_TYPE = f"{PACKAGE}:index:CustomKeyStoreConnection"
 SET_TYPE = f"{PACKAGE}:index:CustomKeyStoreConnectionSet"
 ENDPOINT_TYPE = f"{PACKAGE}:index:Endpoint"
-
-# The set's Diff replaces it only when its Region changes: its ids change in place (kms_connection/provider.py).
-SET_REPLACE_ON_CHANGE = (inputs.REGION,)
 
 # Outputs the Python resource declares without a docstring of their own.
 _UNDOCUMENTED_OUTPUTS = {
