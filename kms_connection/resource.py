@@ -65,8 +65,11 @@ class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="Cust
     custom_key_store_type: pulumi.Output[str]
     """``AWS_CLOUDHSM`` or ``EXTERNAL_KEY_STORE``."""
     custom_key_store_name: pulumi.Output[str]
+    """The store's ``CustomKeyStoreName``, as KMS reports it."""
     cloud_hsm_cluster_id: pulumi.Output[str | None]
+    """The CloudHSM cluster of a CloudHSM key store."""
     xks_proxy_uri_endpoint: pulumi.Output[str | None]
+    """The proxy's URI endpoint of an external key store."""
 
     @overload
     def __init__(

@@ -28,13 +28,6 @@ CONNECTION_TYPE = f"{PACKAGE}:index:CustomKeyStoreConnection"
 SET_TYPE = f"{PACKAGE}:index:CustomKeyStoreConnectionSet"
 ENDPOINT_TYPE = f"{PACKAGE}:index:Endpoint"
 
-# Outputs the Python resource declares without a docstring of their own.
-_UNDOCUMENTED_OUTPUTS = {
-    "custom_key_store_name": "The key store's name (``CustomKeyStoreName``), as KMS reports it.",
-    "cloud_hsm_cluster_id": "The CloudHSM cluster of a CloudHSM key store.",
-    "xks_proxy_uri_endpoint": "The proxy URI endpoint of an external key store.",
-}
-
 # What the plugin adds to the Python resource's words: options a dynamic provider never receives.
 _PLUGIN_NOTES = {
     inputs.CONNECT_TIMEOUT: "The resource option `customTimeouts` (`create`, `update`) takes its place when set.",
@@ -140,7 +133,7 @@ def _resource(classes: dict[str, ast.ClassDef], name: str, replace_on_changes: t
 def _property(
     attribute: _Attribute, replace_on_changes: tuple[str, ...], description: str | None = None
 ) -> dict[str, Any]:
-    text = description or attribute.description or _UNDOCUMENTED_OUTPUTS.get(attribute.name)
+    text = description or attribute.description
     if text is None:
         raise ValueError(f"{attribute.name} has no docstring in kms_connection/resource.py")
     spec: dict[str, Any] = {**attribute.type, "description": _markdown(text)}
