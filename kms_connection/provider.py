@@ -393,6 +393,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
                 else "a failed create records no resource"
             )
             self.fail(outcome, region, label, old_members, recorded)
+        _warn_missing(outcome.stores, outcome.missing, region)  # stores that left the set, already gone
         members = {store_id: outcome.stores[store_id] for store_id in props[names.CUSTOM_KEY_STORE_IDS]}
         return set_outputs(props, members)
 
