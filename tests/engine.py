@@ -76,6 +76,7 @@ __all__ = [
     "CheckFailuresError",
     "CheckResult",
     "DiffResult",
+    "PlannedStep",
     "ProgramError",
     "Protocol",
     "ProviderError",
@@ -85,6 +86,7 @@ __all__ = [
     "ResourceState",
     "Stack",
     "StepResult",
+    "UpOutcome",
     "capture_registrations",
     "contains_unknowns",
     "decode_provider",
@@ -939,47 +941,72 @@ class Stack:
     def _step(
         self, registration: Registration, *, preview: bool, pending_deletes: list[ResourceState] | None
     ) -> StepResult:
+        return self.run_step(self.plan_step(registration, preview=preview), pending_deletes=pending_deletes)
+
+    def plan_step(self, registration: Registration, *, preview: bool = False) -> PlannedStep:
+        """What the engine's step generator does for a registration: Check, and Diff for a resource in the
+        checkpoint (Check again, without olds, for a replacement). Nothing is created, updated or recorded."""
         urn = registration.urn
         old = self.resources.get(urn)
         if not registration.custom:
+            return PlannedStep("create" if old is None else "same", registration, None, None, old, preview)
+        if not registration.is_dynamic:
+            raise ValueError(f"{urn}: only Python dynamic resources can be stepped through this driver")
+
+        check = self._check(registration, old.inputs if old else {}, preview)
+        if old is None:
+            return PlannedStep("create", registration, check, None, None, preview)
+
+        diff = self.server.diff(urn, old.id, old.outputs, check.inputs, old_inputs=old.inputs, preview=preview)
+        if diff.changes is None:
+            # DIFF_UNKNOWN (e.g. the SDK's default diff()): the engine compares old and new inputs.
+            diff = DiffResult(check.inputs != old.inputs, diff.replaces, diff.delete_before_replace)
+        if not diff.changes:
+            return PlannedStep("same", registration, check, diff, old, preview)
+        if not diff.replaces:
+            return PlannedStep("update", registration, check, diff, old, preview)
+        # Replacement: the engine re-runs Check without olds (defaults are no longer carried over).
+        check = self._check(registration, {}, preview)
+        return PlannedStep("replace", registration, check, diff, old, preview)
+
+    def run_step(self, planned: PlannedStep, *, pending_deletes: list[ResourceState] | None = None) -> StepResult:
+        """What the engine's step executor does with a planned step: Create or Update (nothing for ``same``, and
+        nothing but the plan in a preview), and record the result. The old half of a create-before-delete
+        replacement goes to ``pending_deletes`` if given, else is deleted at once."""
+        registration, check, diff, old, preview = (
+            planned.registration,
+            planned.check,
+            planned.diff,
+            planned.old,
+            planned.preview,
+        )
+        urn = registration.urn
+        if check is None:
             # Component resources have no provider: the engine records their inputs as outputs.
             new = ResourceState(
                 urn, registration.type_, "", dict(registration.inputs), dict(registration.inputs), False
             )
             if not preview:
                 self.resources[urn] = new
-            return StepResult("create" if old is None else "same", urn, old=old, new=new)
-        if not registration.is_dynamic:
-            raise ValueError(f"{urn}: only Python dynamic resources can be stepped through this driver")
-
-        check = self._check(registration, old.inputs if old else {}, preview)
-        if old is None:
+            return StepResult(planned.op, urn, old=old, new=new)
+        if planned.op == "create":
             id_, outputs = self.server.create(urn, check.inputs, preview=preview)
             new = ResourceState(urn, registration.type_, id_, check.inputs, outputs)
             if not preview:
                 self.resources[urn] = new
             return StepResult("create", urn, check=check, new=new)
-
-        diff = self.server.diff(urn, old.id, old.outputs, check.inputs, old_inputs=old.inputs, preview=preview)
-        if diff.changes is None:
-            # DIFF_UNKNOWN (e.g. the SDK's default diff()): the engine compares old and new inputs.
-            diff = DiffResult(check.inputs != old.inputs, diff.replaces, diff.delete_before_replace)
-
-        if not diff.changes:
+        assert old is not None and diff is not None
+        if planned.op == "same":
             new = ResourceState(urn, old.type_, old.id, check.inputs, old.outputs)
             if not preview:
                 self.resources[urn] = new
             return StepResult("same", urn, check=check, diff=diff, old=old, new=new)
-
-        if not diff.replaces:
+        if planned.op == "update":
             outputs = self.server.update(urn, old.id, old.outputs, check.inputs, old_inputs=old.inputs, preview=preview)
             new = ResourceState(urn, old.type_, old.id, check.inputs, outputs)
             if not preview:
                 self.resources[urn] = new
             return StepResult("update", urn, check=check, diff=diff, old=old, new=new)
-
-        # Replacement: the engine re-runs Check without olds (defaults are no longer carried over).
-        check = self._check(registration, {}, preview)
         if preview:
             new = ResourceState(urn, registration.type_, "", check.inputs, dict(check.inputs))
             return StepResult("replace", urn, check=check, diff=diff, old=old, new=new)
@@ -995,6 +1022,78 @@ class Stack:
         new = ResourceState(urn, registration.type_, id_, check.inputs, outputs)
         self.resources[urn] = new
         return StepResult("replace", urn, check=check, diff=diff, old=old, new=new)
+
+    def up_parallel(self, registrations: Sequence[Registration]) -> UpOutcome:
+        """``pulumi up`` in the engine's order, with its parallelism: the step generator takes the registrations
+        one at a time, in the order the program made them (Check, Diff), and hands each step to the step
+        executor, which runs it on a thread of its own while the generator goes on to the next registration.
+        Once every step has finished, the old halves of replacements and the resources the program no longer
+        registers are deleted, newest first. A failure (a step's, or a Check's, which stops the generator) lets
+        the running steps finish and deletes nothing, as the engine does; the failures are in the outcome."""
+        wanted = {r.urn for r in registrations}
+        if len(wanted) != len(registrations):
+            raise ValueError("duplicate URNs among the registrations (the engine refuses them too)")
+        pending: list[ResourceState] = []
+        lock = threading.Lock()
+        results: dict[str, StepResult] = {}
+        errors: list[Exception] = []
+
+        def execute(planned: PlannedStep) -> None:
+            try:
+                result = self.run_step(planned, pending_deletes=pending)
+            except Exception as error:  # the engine reports a failed step and goes on
+                with lock:
+                    errors.append(error)
+                return
+            with lock:
+                results[planned.registration.urn] = result
+
+        threads: list[threading.Thread] = []
+        for registration in registrations:
+            try:
+                planned = self.plan_step(registration)
+            except Exception as error:  # a failed Check stops the step generator
+                errors.append(error)
+                break
+            thread = threading.Thread(target=execute, args=(planned,), name=f"step-{registration.name}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+        ordered = [results[r.urn] for r in registrations if r.urn in results]
+        if errors:
+            return UpOutcome(ordered, errors)
+        for old in reversed(pending):
+            self._delete(old)
+        for urn in reversed([u for u in self.resources if u not in wanted]):
+            ordered.append(self.destroy(urn))
+        order = [r.urn for r in registrations if r.urn in self.resources]
+        self.resources = {urn: self.resources[urn] for urn in order}
+        return UpOutcome(ordered, [])
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step the engine has generated (Check and Diff done) but not executed yet.
+
+    ``op`` is ``create``, ``same``, ``update`` or ``replace``; ``check`` is None for a component resource.
+    """
+
+    op: str
+    registration: Registration
+    check: CheckResult | None
+    diff: DiffResult | None
+    old: ResourceState | None
+    preview: bool = False
+
+
+@dataclass(frozen=True)
+class UpOutcome:
+    """What :meth:`Stack.up_parallel` did: the steps that finished, in program order (then the deletes), and the
+    failures; an ``up`` with failures deleted nothing."""
+
+    results: list[StepResult]
+    errors: list[Exception]
 
 
 # --------------------------------------------------------------------------------------------------
