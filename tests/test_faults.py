@@ -180,7 +180,7 @@ def provider_mutations(emu: Emulator, store_id: str, others: Others | None = Non
 def finish_connect(emu: Emulator, store_id: str) -> None:
     """Let a connect that hangs (outcome ``hang``) finish: the store becomes CONNECTED, as KMS would make it."""
     with emu.service.lock:
-        emu.service.registry.set_phase(REGION, store_id, settled(ConnectionState.CONNECTED))
+        emu.service.registry(emu.account_of(store_id)).set_phase(REGION, store_id, settled(ConnectionState.CONNECTED))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
