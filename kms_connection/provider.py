@@ -337,6 +337,13 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
             news.get(key) != olds.get(key) for key in (names.CUSTOM_KEY_STORE_IDS, *UPDATE_IN_PLACE)
         )
         goals = set_goals(olds, news, grace=0.0)
+        # A store leaving the set that another resource declares CONNECTED is left to it: say so, as the update will.
+        for store_id, goal in list(goals.items()):
+            keepers = _keepers(str(region), store_id) if goal.release else []
+            if keepers:
+                kept = " and ".join(keepers)
+                log(f"{store_id}: leaves the set; declared {kept} in this stack: will leave it connected")
+                del goals[store_id]
         # One read for the whole set, however many stores it holds.
         stores = self.gateway(str(region)).describe_many(goals)
         work = [
@@ -445,6 +452,12 @@ def _kept_by_others(region: str, store_id: str, resource: str | None) -> bool:
     """Whether another resource of the deployment declares the store CONNECTED, and so records it itself."""
     others = DEPLOYMENT.declarations(region, store_id, excluding=resource)
     return any(declaration.desired is DesiredState.CONNECTED for declaration in others)
+
+
+def _keepers(region: str, store_id: str) -> list[str]:
+    """The resources of the deployment that declare the store CONNECTED, as ``CONNECTED by ...``."""
+    declarations = DEPLOYMENT.declarations(region, store_id)
+    return [declaration.describe() for declaration in declarations if declaration.desired is DesiredState.CONNECTED]
 
 
 def _warn_missing(stores: Mapping[str, KeyStore | None], missing: Collection[str], region: str) -> None:

@@ -248,6 +248,24 @@ def test_moving_a_store_out_of_a_set_into_a_connection_leaves_it_connected(
     assert mutating_calls(emu) == []
 
 
+def test_the_preview_of_a_move_out_of_a_set_says_the_store_stays_connected(
+    emu: Emulator, deployments: Deployments, programs: Programs
+) -> None:
+    up(deployments, programs, SET_OF_BOTH)
+    emu.clear_calls()
+    stack = deployments.start(X_MOVED_OUT)
+
+    planned = [stack.plan_step(registration, preview=True) for registration in programs(X_MOVED_OUT)]
+
+    assert [(step.op, step.registration.name) for step in planned] == [("create", "hsm"), ("update", "fleet")]
+    stack.server.wait_for_stderr(
+        f"{X}: leaves the set; declared CONNECTED by CustomKeyStoreConnection 'hsm' in this stack: will leave it "
+        "connected"
+    )
+    assert not [line for line in stack.server.stderr_lines() if line.startswith(X) and "will disconnect" in line]
+    assert mutating_calls(emu) == []
+
+
 @pytest.mark.parametrize("first", ["fleet", "hsm"], ids=["set-update-first", "connection-create-first"])
 def test_a_move_out_of_a_set_leaves_the_store_connected_whichever_step_runs_first(
     emu: Emulator, deployments: Deployments, programs: Programs, first: str
@@ -370,9 +388,8 @@ def test_ups_of_conflicting_declarations_fail_every_time_instead_of_flipping_the
 ) -> None:
     for _ in range(2):
         outcome = deployments.start(CONFLICT).up_parallel(programs(CONFLICT))
-        assert [type(error) for error in outcome.errors if isinstance(error, CheckFailuresError)] == [
-            CheckFailuresError
-        ]
+        (refusal,) = [error for error in outcome.errors if isinstance(error, CheckFailuresError)]
+        assert refusal.failures[0].reason.startswith(CONFLICT_TEXT)
         assert all(isinstance(error, CheckFailuresError | ProviderError) for error in outcome.errors)
 
     # The connection may have connected X before the set's Check reached the provider; nothing ever disconnects it.
