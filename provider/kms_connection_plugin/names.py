@@ -17,6 +17,8 @@ from kms_connection import inputs
 from kms_connection.provider import OUTPUT_NAMES, SET_OUTPUT_NAMES
 
 PACKAGE = "kms-connection"
+CONNECTION_TYPE = f"{PACKAGE}:index:CustomKeyStoreConnection"
+SET_TYPE = f"{PACKAGE}:index:CustomKeyStoreConnectionSet"
 
 CONNECTION_PROPERTIES = (*inputs.INPUT_NAMES, *OUTPUT_NAMES)
 """A ``CustomKeyStoreConnection``'s properties, inputs first, as the core names them."""

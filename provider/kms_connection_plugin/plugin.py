@@ -20,6 +20,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from typing import Any, TypeVar
 
 from pulumi.dynamic import CheckResult, ConfigureRequest
@@ -32,8 +33,17 @@ from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyS
 from kms_connection.states import ConnectionState
 
 from .diagnostics import Diagnostics
-from .names import CONFIG_KEYS, CONNECTION_PROPERTIES, PACKAGE, SET_PROPERTIES, camel, to_core, users_text
-from .schema import CONNECTION_TYPE, SET_TYPE, schema_json, version
+from .names import (
+    CONFIG_KEYS,
+    CONNECTION_PROPERTIES,
+    CONNECTION_TYPE,
+    PACKAGE,
+    SET_PROPERTIES,
+    SET_TYPE,
+    camel,
+    to_core,
+    users_text,
+)
 from .values import plain_map, wire_map
 
 T = TypeVar("T")
@@ -71,6 +81,9 @@ class KmsConnectionProvider(api.Provider):
     # --- the package ---------------------------------------------------------------------------------------------
 
     async def get_schema(self, request: api.GetSchemaRequest) -> api.GetSchemaResponse:
+        # Imported here: only `pulumi package get-schema` and SDK generation ask, never a deployment's start.
+        from .schema import schema_json
+
         return api.GetSchemaResponse(schema=schema_json())
 
     async def configure(self, request: api.ConfigureRequest) -> api.ConfigureResponse:
@@ -252,5 +265,5 @@ def main() -> None:
     engine = next((arg for arg in args if not arg.startswith("-")), None)
     diagnostics = Diagnostics(sys.stderr, engine)
     sys.stderr = diagnostics
-    serve(args, version(), KmsConnectionProvider(diagnostics))
+    serve(args, metadata.version(PACKAGE), KmsConnectionProvider(diagnostics))
 

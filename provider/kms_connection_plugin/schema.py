@@ -22,10 +22,8 @@ from typing import Any
 from kms_connection import inputs
 from kms_connection.provider import REPLACE_ON_CHANGE, SET_REPLACE_ON_CHANGE
 
-from .names import PACKAGE, camel, users_text
+from .names import CONNECTION_TYPE, PACKAGE, SET_TYPE, camel, users_text
 
-CONNECTION_TYPE = f"{PACKAGE}:index:CustomKeyStoreConnection"
-SET_TYPE = f"{PACKAGE}:index:CustomKeyStoreConnectionSet"
 ENDPOINT_TYPE = f"{PACKAGE}:index:Endpoint"
 
 # What the plugin adds to the Python resource's words: options a dynamic provider never receives.
@@ -64,14 +62,6 @@ class _Attribute:
     description: str | None
 
 
-def version() -> str:
-    """The plugin's version: the installed kms-connection package's."""
-    try:
-        return metadata.version("kms-connection")
-    except metadata.PackageNotFoundError:  # pragma: no cover - the plugin runs where the package is installed
-        return "0.0.0"
-
-
 @functools.cache
 def schema_json() -> str:
     """The schema, as GetSchema answers it."""
@@ -85,7 +75,7 @@ def build() -> dict[str, Any]:
     return {
         "name": PACKAGE,
         "displayName": "KMS custom key store connections",
-        "version": version(),
+        "version": metadata.version(PACKAGE),
         "description": (
             "Declare whether AWS KMS custom key stores (CloudHSM and external key stores) are connected, and "
             "converge them with `pulumi up`."
