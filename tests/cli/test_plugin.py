@@ -29,6 +29,8 @@ SET = "kms-connection:index:CustomKeyStoreConnectionSet"
 HSM = "cks-0123456789abcdef0"
 XKS = "cks-0fedcba9876543210"
 NEW = "cks-3333333333333333c"
+# How the state marks a secret value (the Automation API's export shows it decrypted, but still marked).
+SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
 
 
 def use_yaml_program(stack: CliStack, resources: dict[str, Any] | None = None) -> CliStack:
@@ -68,7 +70,7 @@ def wait_for_state(stack: CliStack, store_id: str, state: str, timeout: float = 
         time.sleep(0.1)
 
 
-def connection(store_id: str, **properties: Any) -> dict[str, Any]:
+def connection(store_id: Any, **properties: Any) -> dict[str, Any]:
     """A CustomKeyStoreConnection in a YAML program."""
     properties = {"customKeyStoreId": store_id, **properties}
     return {"type": "kms-connection:CustomKeyStoreConnection", "properties": properties}
@@ -263,3 +265,16 @@ def test_the_policy_pack_stops_a_native_connection_that_disconnects_on_delete_in
     assert "CustomKeyStoreConnection 'local-xks'" not in result.stdout
     assert stack.resources(CONNECTION) == {}
     assert stack.mutating_calls() == []
+
+
+def test_a_secret_store_id_stays_secret_in_the_recorded_properties(seeded: CliStack) -> None:
+    stack = use_yaml_program(seeded, {"hidden": connection({"fn::secret": HSM})})
+
+    stack.up()
+
+    # The engine encrypts each property named like a secret input (the plugin accepts no secrets). The resource's
+    # id is the core's `<store id>/<suffix>`, as for the dynamic provider: ids are never secret.
+    recorded = stack.resources(CONNECTION)["hidden"]
+    assert SECRET_SIGNATURE in recorded["inputs"]["customKeyStoreId"]
+    assert SECRET_SIGNATURE in recorded["outputs"]["customKeyStoreId"]
+    assert stack.emulator.state_of(HSM) == "CONNECTED"
