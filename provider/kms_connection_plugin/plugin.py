@@ -29,16 +29,15 @@ from pulumi.provider.experimental import provider as api
 from pulumi.provider.experimental.server import main as serve
 
 from kms_connection import inputs
+from kms_connection.plan import Observation
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
-from kms_connection.states import ConnectionState
+from kms_connection.states import ConnectionState, DesiredState
 
 from .diagnostics import Diagnostics
 from .names import (
     CONFIG_KEYS,
-    CONNECTION_PROPERTIES,
     CONNECTION_TYPE,
     PACKAGE,
-    SET_PROPERTIES,
     SET_TYPE,
     camel,
     to_core,
@@ -55,7 +54,10 @@ two cores) would put the seventh store in turns, the very limit of the dynamic p
 
 # An imported store becomes a resource that declares the state it is in; a store on its way somewhere is not
 # adopted, since declaring either state would make the import's own diff ask for a change.
-_ADOPTED = {ConnectionState.CONNECTED.value: "CONNECTED", ConnectionState.DISCONNECTED.value: "DISCONNECTED"}
+_ADOPTED = {
+    ConnectionState.CONNECTED.value: DesiredState.CONNECTED.value,
+    ConnectionState.DISCONNECTED.value: DesiredState.DISCONNECTED.value,
+}
 _TIMEOUT_INPUTS = (inputs.CONNECT_TIMEOUT, inputs.DISCONNECT_TIMEOUT)
 
 _Core = CustomKeyStoreConnectionProvider | CustomKeyStoreConnectionSetProvider
@@ -75,7 +77,6 @@ class KmsConnectionProvider(api.Provider):
             CONNECTION_TYPE: CustomKeyStoreConnectionProvider(),
             SET_TYPE: CustomKeyStoreConnectionSetProvider(),
         }
-        self._properties = {CONNECTION_TYPE: CONNECTION_PROPERTIES, SET_TYPE: SET_PROPERTIES}
         self._pool = ThreadPoolExecutor(max_workers=MAX_OPERATIONS, thread_name_prefix=PACKAGE)
 
     # --- the package ---------------------------------------------------------------------------------------------
@@ -179,21 +180,22 @@ class KmsConnectionProvider(api.Provider):
         found = await self._run(request.urn, lambda: resource.read(store_id, checked.inputs))
         if not found.id:
             return api.ReadResponse("", {}, {})
-        observed = (found.outs or {}).get("connection_state")
-        desired = _ADOPTED.get(str(observed))
+        outputs = found.outs or {}
+        desired = _ADOPTED.get(str(outputs.get("connection_state")))
         if desired is None:
+            observed = Observation(ConnectionState(outputs["connection_state"]), outputs.get("connection_error_code"))
             raise PluginError(
-                f"custom key store {store_id} is {observed}: import adopts a store in the state it is in, and this "
-                "one is not settled. Import it once it is CONNECTED or DISCONNECTED, or declare it in the program "
-                f"with the desiredState you want: `pulumi up` converges it."
+                f"custom key store {store_id} is {observed.describe()}: import adopts a store in the state it is "
+                "in, and this one is not settled. Import it once it is CONNECTED or DISCONNECTED, or declare it in "
+                "the program with the desiredState you want: `pulumi up` converges it."
             )
         # The code `pulumi import` prints declares the store's id and its state; the rest is the defaults.
-        declared = {inputs.CUSTOM_KEY_STORE_ID: checked.inputs[inputs.CUSTOM_KEY_STORE_ID], "desired_state": desired}
+        declared = {inputs.CUSTOM_KEY_STORE_ID: checked.inputs[inputs.CUSTOM_KEY_STORE_ID]}
+        declared[inputs.DESIRED_STATE] = desired
         if checked.inputs.get(inputs.REGION) != resource.settings.region:
             declared[inputs.REGION] = checked.inputs[inputs.REGION]
         adopted: CheckResult = await self._run(request.urn, lambda: resource.check({}, {**given, **declared}))
-        outputs = {**(found.outs or {}), **adopted.inputs}
-        return api.ReadResponse(store_id, self._wire(outputs), self._wire(declared))
+        return api.ReadResponse(store_id, self._wire({**outputs, **adopted.inputs}), self._wire(declared))
 
     # --- the edge ------------------------------------------------------------------------------------------------
 

@@ -172,7 +172,7 @@ def test_pulumi_import_refuses_a_failed_store_naming_its_state(example: CliStack
     result = example.cli("import", CONNECTION, "failing", NEW, "--yes", check=False)
 
     assert result.returncode != 0
-    assert f"custom key store {NEW} is" in result.stdout
+    assert f"custom key store {NEW} is FAILED (USER_LOCKED_OUT)" in result.stdout
     assert "not settled" in result.stdout
     assert example.mutating_calls(before) == []
     assert "failing" not in example.resources(CONNECTION)
