@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from kms_connection.provider import CustomKeyStoreConnectionProvider
 from tests.engine import dynamic_inputs, make_urn, to_struct, unwrap_secrets
 
 from .harness import isolate_environment
+from .overhead import _children_cpu  # the same CPU measure as section 4
 from .pulumi_cli import ROOT, cli_env, copy_project, pulumi_bin_dir, run_pulumi, write_stack_config
 from .report import table
 
@@ -128,11 +128,6 @@ def first_check(kind: str) -> dict[str, float]:
         "port_to_check": answered - listening,
         "cpu": _children_cpu() - cpu_before,
     }
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def cold_start(runs: int) -> dict[str, Any]:
