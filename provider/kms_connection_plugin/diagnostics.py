@@ -20,6 +20,8 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 from .names import users_text
 
 WARNING_PREFIX = "warning: "
+LOG_TIMEOUT_SECONDS = 10.0
+"""A line is not worth holding up an operation's wait for longer."""
 
 
 class Diagnostics:
@@ -60,9 +62,9 @@ class Diagnostics:
             severity, line = engine_pb2.LogSeverity.WARNING, line.removeprefix(WARNING_PREFIX)
         request = engine_pb2.LogRequest(severity=severity, message=users_text(line, names), urn=urn or "")
         try:
-            self._engine.Log(request)
+            self._engine.Log(request, timeout=LOG_TIMEOUT_SECONDS)
         except grpc.RpcError:
-            # The engine is gone (a cancelled run): the line still reaches the kept stderr.
+            # The engine is gone or stuck (a cancelled run): the line still reaches the kept stderr.
             self._stderr.write(line + "\n")
 
     def flush(self) -> None:
