@@ -198,6 +198,21 @@ def test_custom_timeouts_create_bounds_a_hanging_connect_to_about_two_seconds(se
     assert stack.resources(CONNECTION) == {}
 
 
+def test_custom_timeouts_delete_bounds_the_wait_of_a_destroy(make_stack: Callable[..., CliStack]) -> None:
+    seeded = make_stack(emulator_kwargs={"seed": ROOT / "local" / "seed.json", "disconnect_seconds": 30})
+    stack = use_yaml_program(seeded, {"slow": {**connection(HSM), "options": {"customTimeouts": {"delete": "2s"}}}})
+    stack.up()
+
+    result = stack.cli("destroy", "--yes", check=False)
+
+    assert result.returncode != 0
+    assert f"custom key store {HSM} in us-east-1: still DISCONNECTING after waiting 2 s for DISCONNECTED" in (
+        result.stdout
+    )
+    assert "customTimeouts.delete" in result.stdout
+    assert set(stack.resources(CONNECTION)) == {"slow"}  # a failed delete keeps the resource
+
+
 def test_custom_timeouts_leave_the_recorded_timeout_inputs_as_the_program_wrote_them(example: CliStack) -> None:
     example.up()
 
