@@ -161,6 +161,20 @@ class KmsUnreachableError(KeyStoreError):
         super().__init__(store_id, region, f"{operation} could not be sent: {detail}. To fix: {fix}.")
 
 
+class AccountRefusedError(KeyStoreError):
+    """The account guard refused a request: the credentials act in an account ``aws:allowedAccountIds`` leaves out
+    or ``aws:forbiddenAccountIds`` names, or in one that cannot be learned while the stack guards accounts."""
+
+    def __init__(self, store_id: str, region: str, operation: str, reason: str, fix: str) -> None:
+        self.operation = operation
+        self.reason = reason
+        super().__init__(
+            store_id,
+            region,
+            f"refused to send {operation}: {reason}. No request that changes the store was sent. To fix: {fix}.",
+        )
+
+
 class KeyStoreSetError(Exception):
     """Several stores of a set failed; each keeps its own message."""
 

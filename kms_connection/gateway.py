@@ -1,8 +1,14 @@
 """Every KMS call the provider makes, and nothing else: DescribeCustomKeyStores, ConnectCustomKeyStore and
-DisconnectCustomKeyStore (the least-privilege IAM policy in the README lists exactly these three).
+DisconnectCustomKeyStore (the least-privilege IAM policy in the README lists exactly these three), with the
+account guard in front of the two that change a store.
 
 botocore's ``adaptive`` retry mode rides out throttling, transient 5xx errors and dropped connections; what is
 left when its attempts are spent becomes an error that names the store, the KMS error code and the fix.
+
+The account guard: before a Connect or Disconnect, the gateway learns the account its credentials act in (STS
+GetCallerIdentity, once per credential set: see ``credentials``) and refuses an account outside
+``aws:allowedAccountIds`` or inside ``aws:forbiddenAccountIds``, or one it cannot learn while the stack names
+either list. No request that changes a store ever reaches a refused account.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from .errors import KeyStoreNotFoundError, KmsApiError, KmsUnreachableError
+from .credentials import USER_AGENT, AccountUnknownError, CredentialsError, CredentialSet, credential_set
+from .errors import AccountRefusedError, KeyStoreNotFoundError, KmsApiError, KmsUnreachableError
 from .plan import Observation
 from .settings import AwsSettings
 from .states import ConnectionState
@@ -30,7 +37,13 @@ if TYPE_CHECKING:
 else:
     KMSClient = Any
 
-USER_AGENT = "kms-connection/0.1.0"
+__all__ = ["USER_AGENT", "KeyStore", "KmsGateway", "make_client"]
+
+# What to do about an account the guard refuses.
+ACCOUNT_FIX = (
+    "check which credentials the stack uses (aws:profile, aws:accessKey, aws:assumeRoles, the resource's role_arn) "
+    "and the account the store lives in, or change aws:allowedAccountIds / aws:forbiddenAccountIds"
+)
 
 @dataclass(frozen=True)
 class KeyStore:
@@ -63,12 +76,12 @@ class KeyStore:
         )
 
 
-def make_client(settings: AwsSettings, region: str) -> KMSClient:
-    """A KMS client for ``region``: boto3 resolves credentials and, unless the stack names one, the endpoint
-    (``AWS_ENDPOINT_URL_KMS``, ``AWS_ENDPOINT_URL`` or the profile's ``endpoint_url``)."""
-    # Imported here, on the first KMS call: boto3 and botocore's config take about a third of a second to import,
-    # which every provider start would otherwise pay before its first `check`.
-    import boto3
+def make_client(settings: AwsSettings, region: str, credentials: CredentialSet | None = None) -> KMSClient:
+    """A KMS client for ``region``, signed with ``credentials`` (by default the stack's base credentials; see
+    ``credentials``); botocore resolves the endpoint unless the stack names one (``AWS_ENDPOINT_URL_KMS``,
+    ``AWS_ENDPOINT_URL`` or the profile's ``endpoint_url``)."""
+    # Imported here, on the first KMS call: botocore's config takes about a third of a second to import, which
+    # every provider start would otherwise pay before its first `check`.
     from botocore.config import Config
 
     config = Config(
@@ -82,18 +95,34 @@ def make_client(settings: AwsSettings, region: str) -> KMSClient:
         read_timeout=30,
         user_agent_extra=USER_AGENT,
     )
-    session = boto3.session.Session(profile_name=settings.profile)
-    return session.client("kms", region_name=region, endpoint_url=settings.kms_endpoint, config=config)
+    chosen = credentials if credentials is not None else credential_set(settings, (), region)
+    client: KMSClient = chosen.client("kms", settings.kms_endpoint, config)
+    return client
 
 
 class KmsGateway:
-    """The three KMS calls for the stores of one Region, with errors translated for users."""
+    """The three KMS calls for the stores of one Region and one credential set, with errors translated for users.
 
-    def __init__(self, region: str, make_client: Callable[[], KMSClient]) -> None:
+    ``credentials`` (None: a gateway that knows no account and guards none, for tests of the calls alone) tells
+    the account and, through its settings, which accounts are allowed; ``log`` gets a warning when the account
+    cannot be learned and nothing needs it but messages.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        make_client: Callable[[], KMSClient],
+        credentials: CredentialSet | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.region = region
         self._make_client = make_client
+        self._credentials = credentials
+        self._log = log
         self._client: KMSClient | None = None
         self._lock = threading.Lock()
+        self._account: str | None = None
+        self._account_known = False
 
     def _kms(self) -> KMSClient:
         # Made on first use, inside the calls' error translation: boto3 reads the profile and credentials when it
@@ -107,6 +136,54 @@ class KmsGateway:
     def endpoint(self) -> str:
         return str(self._client.meta.endpoint_url) if self._client else "configured for KMS"
 
+    @property
+    def place(self) -> str:
+        """Where the stores are, as messages name it: ``222233334444/us-east-1``, or the Region alone while the
+        account is not known."""
+        return f"{self._account}/{self.region}" if self._account else self.region
+
+    def account_id(self, store_id: str, operation: str = "GetCallerIdentity") -> str | None:
+        """The account the credentials act in, learned once; None when it cannot be learned and the stack guards
+        no account (a warning says why). A role that cannot be assumed raises, naming the store, the role and
+        the missing permission; an unknowable account raises when the stack guards accounts."""
+        if self._account_known or self._credentials is None:
+            return self._account
+        try:
+            client = self._kms()
+            identity = self._credentials.identity(str(client.meta.endpoint_url))
+        except AccountUnknownError as error:
+            if self._credentials.settings.guards_accounts:
+                raise AccountRefusedError(
+                    store_id, self.region, operation, f"the account cannot be verified: {error.detail}", error.fix
+                ) from None
+            if self._log is not None:
+                self._log(f"warning: {store_id}: the AWS account is not known ({error.detail}); {error.fix}")
+            identity = None
+        except CredentialsError as error:
+            raise KmsUnreachableError(store_id, self.region, operation, error.detail, error.fix) from None
+        except BotoCoreError as error:
+            raise self._unreachable(store_id, operation, error) from None
+        with self._lock:
+            self._account = identity.account if identity else None
+            self._account_known = True
+        return self._account
+
+    def account_refusal(self, store_id: str, operation: str) -> AccountRefusedError | None:
+        """The guard's refusal of ``operation`` on a store, or None when the account may be acted in."""
+        if self._credentials is None or not self._credentials.settings.guards_accounts:
+            return None
+        try:
+            account = self.account_id(store_id, operation)
+        except AccountRefusedError as refused:
+            return refused
+        assert account is not None  # a guarded stack that cannot learn the account is refused above
+        reason = self._credentials.settings.account_refusal(account)
+        if reason is None:
+            return None
+        return AccountRefusedError(
+            store_id, self.region, operation, f"{self._credentials.label} act in {reason}", ACCOUNT_FIX
+        )
+
     def describe(self, store_id: str) -> KeyStore | None:
         """The store, or None when KMS does not know it."""
         try:
@@ -115,7 +192,7 @@ class KmsGateway:
             if _code(error) == "CustomKeyStoreNotFoundException":
                 return None
             raise self._api_error(store_id, "DescribeCustomKeyStores", error) from None
-        except BotoCoreError as error:
+        except (BotoCoreError, CredentialsError) as error:
             raise self._unreachable(store_id, "DescribeCustomKeyStores", error) from None
         entries = response.get("CustomKeyStores", [])
         for entry in entries:
@@ -138,7 +215,7 @@ class KmsGateway:
                         found[entry["CustomKeyStoreId"]] = KeyStore.from_api(entry)
         except ClientError as error:
             raise self._api_error(label, "DescribeCustomKeyStores", error) from None
-        except BotoCoreError as error:
+        except (BotoCoreError, CredentialsError) as error:
             raise self._unreachable(label, "DescribeCustomKeyStores", error) from None
         return {store_id: found.get(store_id) for store_id in wanted}
 
@@ -151,6 +228,9 @@ class KmsGateway:
         self._mutate("DisconnectCustomKeyStore", store_id)
 
     def _mutate(self, operation: str, store_id: str) -> None:
+        refused = self.account_refusal(store_id, operation)
+        if refused is not None:
+            raise refused
         try:
             client = self._kms()
             if operation == "ConnectCustomKeyStore":
@@ -161,7 +241,7 @@ class KmsGateway:
             if _code(error) == "CustomKeyStoreNotFoundException":
                 raise KeyStoreNotFoundError(store_id, self.region) from None
             raise self._api_error(store_id, operation, error) from None
-        except BotoCoreError as error:
+        except (BotoCoreError, CredentialsError) as error:
             raise self._unreachable(store_id, operation, error) from None
 
     def _api_error(self, store_id: str, operation: str, error: ClientError) -> KmsApiError:
@@ -171,13 +251,16 @@ class KmsGateway:
         return KmsApiError(store_id, self.region, operation, _code(error), detail)
 
     def _unreachable(self, store_id: str, operation: str, error: Exception) -> KmsUnreachableError:
+        if isinstance(error, CredentialsError):
+            return KmsUnreachableError(store_id, self.region, operation, error.detail, error.fix)
         if isinstance(error, NoCredentialsError):
             return KmsUnreachableError(
                 store_id,
                 self.region,
                 operation,
                 "no AWS credentials were found",
-                "set `aws:profile` in the stack config or AWS_PROFILE, or credentials in the environment",
+                "set `aws:profile` in the stack config or AWS_PROFILE, or credentials in the environment (or the "
+                "secrets `aws:accessKey` and `aws:secretKey`)",
             )
         if isinstance(error, PartialCredentialsError | ProfileNotFound):
             return KmsUnreachableError(

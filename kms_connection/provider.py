@@ -33,6 +33,7 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from . import inputs as names
+from .credentials import forget_credentials
 from .deployment import Declaration, Deployment
 from .errors import API_ERROR_REMEDIES, UnrecordedConnectionsError, conflict_text, disconnect_command
 from .gateway import KeyStore, KmsGateway, make_client
@@ -71,9 +72,11 @@ DEPLOYMENT = Deployment()
 
 
 def new_deployment() -> None:
-    """Forget what the process was shown: what a new provider process starts with. The engine starts one per
-    deployment; tests that run many deployments in one process call this between them."""
+    """Forget what the process was shown, and its cached credentials and accounts: what a new provider process
+    starts with. The engine starts one per deployment; tests that run many deployments in one process call this
+    between them."""
     DEPLOYMENT.clear()
+    forget_credentials()
 
 
 def log(line: str) -> None:

@@ -206,11 +206,12 @@ def emu() -> Iterator[Emulator]:
         yield emulator
 
 
-def stack_config(emu: Emulator, *entries: dict[str, Any]) -> dict[str, Any]:
+def stack_config(emu: Emulator, *entries: dict[str, Any], credentials: bool = True) -> dict[str, Any]:
+    """The stack config, with the credentials in it (``aws:accessKey``...) unless ``credentials`` is false."""
     return {
         "aws:region": REGION,
         "aws:endpoints": [{"kms": emu.endpoint_url}],
-        **CONFIG_CREDENTIALS,
+        **(CONFIG_CREDENTIALS if credentials else {}),
         "kms-connection:keyStores": list(entries),
     }
 
@@ -396,7 +397,8 @@ def test_partial_credentials_get_a_message_naming_the_store_and_the_fix_and_leak
     partial = RecordingServer(server_env(emu, AWS_SECRET_ACCESS_KEY=""))
     partial.start()
     try:
-        partial.configure(stack_config(emu, *ENTRIES), secret_keys=CONFIG_CREDENTIALS)
+        # The environment's credentials are the ones in use only when the stack config sets none.
+        partial.configure(stack_config(emu, *ENTRIES, credentials=False))
         registration = Registration(
             "pulumi-python:dynamic/kms:CustomKeyStoreConnection",
             "partial",
