@@ -140,7 +140,12 @@ class KmsGateway:
     def place(self) -> str:
         """Where the stores are, as messages name it: ``222233334444/us-east-1``, or the Region alone while the
         account is not known."""
-        return f"{self._account}/{self.region}" if self._account else self.region
+        return self.account_place or self.region
+
+    @property
+    def account_place(self) -> str | None:
+        """``222233334444/us-east-1`` once the account is known, else None (lines then name the store alone)."""
+        return f"{self._account}/{self.region}" if self._account else None
 
     def account_id(self, store_id: str, operation: str = "GetCallerIdentity") -> str | None:
         """The account the credentials act in, learned once; None when it cannot be learned and the stack guards

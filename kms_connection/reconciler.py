@@ -49,7 +49,8 @@ _LIVE = frozenset({ConnectionState.CONNECTED, ConnectionState.CONNECTING})
 
 
 class Gateway(Protocol):
-    """What the reconciler needs from ``gateway.KmsGateway``."""
+    """What the reconciler needs from ``gateway.KmsGateway`` (which also has ``account_place``, the
+    ``222233334444/us-east-1`` that lines name a store with once the account is known)."""
 
     region: str
 
@@ -266,7 +267,7 @@ class Reconciler:
         verdict = standing(goal.desired, goal.release, [declaration.desired for declaration in others])
         if verdict is Standing.YIELD:
             keepers = [d.describe() for d in others if d.desired is DesiredState.CONNECTED]
-            self.log(f"{store.store_id}: declared {' and '.join(keepers)} in this stack: leaving it connected")
+            self.log(f"{self._who(store)}: declared {' and '.join(keepers)} in this stack: leaving it connected")
             store.yielded = True
             self._finish(store, operation)
         elif verdict is Standing.CONFLICT:
@@ -286,7 +287,9 @@ class Reconciler:
         grace = min(store.started + store.goal.not_found_grace, store.deadline)
         if described is None and not store.seen and not store.goal.missing_ok and now < grace:
             if not store.not_found_logged:
-                self.log(f"{store.store_id}: not found yet; a new store can take a few seconds to show, looking again")
+                self.log(
+                    f"{self._who(store)}: not found yet; a new store can take a few seconds to show, looking again"
+                )
                 store.not_found_logged = True
             return
         store.seen = store.seen or described is not None
@@ -319,7 +322,7 @@ class Reconciler:
             if not self.deployment.drive(self.gateway.region, store.store_id, operation):
                 if not store.held_logged:
                     self.log(
-                        f"{store.store_id}: another resource of this stack is sending requests for it; "
+                        f"{self._who(store)}: another resource of this stack is sending requests for it; "
                         "waiting for that to finish"
                     )
                     store.held_logged = True
@@ -327,7 +330,7 @@ class Reconciler:
                 if now >= store.deadline:
                     self._finish(store, operation, self._timeout(store, observation, now))
                 return
-        self.log(f"{store.store_id}: {observation.describe()}, desired {store.goal.desired.value}: {action.value}ing")
+        self.log(f"{self._who(store)}: {observation.describe()}, desired {store.goal.desired.value}: {action.value}ing")
         try:
             if action is Action.CONNECT:
                 self.gateway.connect(store.store_id)
@@ -357,10 +360,15 @@ class Reconciler:
         store.last_action = action
         store.connect_sent = store.connect_sent or action is Action.CONNECT
 
+    def _who(self, store: _Store) -> str:
+        """A store as lines name it: ``cks-… (222233334444/us-east-1)`` once the gateway knows the account."""
+        place = getattr(self.gateway, "account_place", None)
+        return f"{store.store_id} ({place})" if place else store.store_id
+
     def _progress_line(self, store: _Store, now: float) -> str:
         observation = store.described.observation if store.described else Observation(None)
         return (
-            f"{store.store_id}: still {observation.describe()} after {_duration(now - store.started)} "
+            f"{self._who(store)}: still {observation.describe()} after {_duration(now - store.started)} "
             f"(waiting for {store.goal.desired.value}, timeout {_duration(store.goal.timeout)})"
         )
 
