@@ -25,8 +25,25 @@ CONNECTION_PROPERTIES = (*inputs.INPUT_NAMES, *OUTPUT_NAMES)
 SET_PROPERTIES = (*inputs.SET_INPUT_NAMES, *SET_OUTPUT_NAMES)
 """A ``CustomKeyStoreConnectionSet``'s properties, inputs first, as the core names them."""
 
-CONFIG_KEYS = {"region": "aws:region", "profile": "aws:profile", "endpoints": "aws:endpoints"}
-"""The plugin's provider config (``kms-connection:<key>``) and the stack config key the core reads for it."""
+CONFIG_KEYS = {
+    key: f"aws:{key}"
+    for key in (
+        "region",
+        "profile",
+        "endpoints",
+        "sharedCredentialsFiles",
+        "sharedConfigFiles",
+        "accessKey",
+        "secretKey",
+        "token",
+        "assumeRoles",
+        "assumeRole",
+        "allowedAccountIds",
+        "forbiddenAccountIds",
+    )
+}
+"""The plugin's provider config (``kms-connection:<key>``) and the stack config key the core reads for it: the
+pulumi-aws keys ``kms_connection.settings`` reads, under the plugin's own namespace."""
 
 
 def camel(name: str) -> str:

@@ -95,8 +95,11 @@ class KmsConnectionProvider(api.Provider):
             value = args.get(key, request.variables.get(f"{PACKAGE}:config:{key}"))
             if value is not None:
                 stack_config[core_key] = value
-        for resource in self._resources.values():
-            resource.configure(ConfigureRequest(Config(stack_config, PACKAGE)))
+        try:
+            for resource in self._resources.values():
+                resource.configure(ConfigureRequest(Config(stack_config, PACKAGE)))
+        except ValueError as error:  # a config value the core cannot use, named
+            raise PluginError(users_text(str(error))) from None
         # Secrets and resource references are left to the engine: it unwraps them for the plugin and marks as
         # secret each output named like a secret input. No preview Create or Update: a preview only reads.
         return api.ConfigureResponse(

@@ -22,9 +22,10 @@ from typing import Any
 from kms_connection import inputs
 from kms_connection.provider import REPLACE_ON_CHANGE, SET_REPLACE_ON_CHANGE
 
-from .names import CONNECTION_TYPE, PACKAGE, SET_TYPE, camel, users_text
+from .names import CONFIG_KEYS, CONNECTION_TYPE, PACKAGE, SET_TYPE, camel, users_text
 
 ENDPOINT_TYPE = f"{PACKAGE}:index:Endpoint"
+ASSUME_ROLE_TYPE = f"{PACKAGE}:index:AssumeRole"
 
 # What the plugin adds to the Python resource's words: options a dynamic provider never receives.
 _PLUGIN_NOTES = {
@@ -34,6 +35,10 @@ _PLUGIN_NOTES = {
     ),
 }
 
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_ROLE = {"$ref": f"#/types/{ASSUME_ROLE_TYPE}"}
+
+# The provider config: pulumi-aws's keys that kms_connection.settings reads, as `kms-connection:<key>`.
 _CONFIG: dict[str, tuple[dict[str, Any], str]] = {
     "region": (
         {"type": "string"},
@@ -43,14 +48,60 @@ _CONFIG: dict[str, tuple[dict[str, Any], str]] = {
     "profile": (
         {"type": "string"},
         "The AWS profile (shared config and credentials files) to call KMS with; default boto3's "
-        "(`AWS_PROFILE`, else the default profile). Credentials come from boto3's own chain, never from config.",
+        "(`AWS_PROFILE`, else the default profile).",
     ),
     "endpoints": (
         {"type": "array", "items": {"$ref": f"#/types/{ENDPOINT_TYPE}"}},
         "Endpoints by service, as pulumi-aws's `endpoints`: the `kms` entry sends every KMS call there (a local "
-        "KMS emulator, a VPC endpoint). Default: boto3's `AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL` or the "
-        "profile's `endpoint_url`.",
+        "KMS emulator, a VPC endpoint), the `sts` entry every STS call. Default: boto3's `AWS_ENDPOINT_URL_KMS`, "
+        "`AWS_ENDPOINT_URL` or the profile's `endpoint_url`.",
     ),
+    "sharedCredentialsFiles": (_STRINGS, "Shared credentials files to read profiles from, in order (`~` expanded)."),
+    "sharedConfigFiles": (_STRINGS, "Shared config files to read profiles from, in order (`~` expanded)."),
+    "accessKey": ({"type": "string", "secret": True}, "An AWS access key id; set with `secretKey`, or neither."),
+    "secretKey": ({"type": "string", "secret": True}, "The secret access key that goes with `accessKey`."),
+    "token": ({"type": "string", "secret": True}, "A session token, with `accessKey` and `secretKey`."),
+    "assumeRoles": (
+        {"type": "array", "items": _ROLE},
+        "Roles to assume, in order, each with the previous one's session, from the credentials above.",
+    ),
+    "assumeRole": (_ROLE, "One role to assume (the older spelling of `assumeRoles`; set one or the other)."),
+    "allowedAccountIds": (
+        _STRINGS,
+        "The only AWS accounts the provider may send a Connect or Disconnect to; it refuses any other.",
+    ),
+    "forbiddenAccountIds": (_STRINGS, "AWS accounts the provider refuses to send a Connect or Disconnect to."),
+}
+
+_TYPES: dict[str, Any] = {
+    ENDPOINT_TYPE: {
+        "type": "object",
+        "description": "Endpoints by service name.",
+        "properties": {
+            "kms": {"type": "string", "description": "The KMS endpoint URL."},
+            "sts": {"type": "string", "description": "The STS endpoint URL (assumed roles, the account check)."},
+        },
+    },
+    ASSUME_ROLE_TYPE: {
+        "type": "object",
+        "description": "A role to assume, with the keys of pulumi-aws's `assumeRoles` entries.",
+        "properties": {
+            "roleArn": {"type": "string", "description": "The role's ARN, `arn:aws:iam::ACCOUNT:role/NAME`."},
+            "sessionName": {"type": "string", "description": "The session name."},
+            "externalId": {"type": "string", "description": "The external id the role's trust policy asks for."},
+            "duration": {"type": "string", "description": "The session's duration, `15m` to `12h`."},
+            "policy": {"type": "string", "description": "A session policy, as JSON text."},
+            "policyArns": {**_STRINGS, "description": "Managed session policies, by ARN."},
+            "tags": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Session tags.",
+            },
+            "transitiveTagKeys": {**_STRINGS, "description": "Session tags passed on to roles assumed after."},
+            "sourceIdentity": {"type": "string", "description": "The source identity."},
+        },
+        "required": ["roleArn"],
+    },
 }
 
 
@@ -71,6 +122,8 @@ def schema_json() -> str:
 def build() -> dict[str, Any]:
     """The package schema."""
     classes = _classes()
+    if set(_CONFIG) != set(CONFIG_KEYS):
+        raise ValueError(f"the schema's config {sorted(_CONFIG)} is not the plugin's {sorted(CONFIG_KEYS)}")
     config = {key: {**spec, "description": text} for key, (spec, text) in _CONFIG.items()}
     return {
         "name": PACKAGE,
@@ -88,13 +141,7 @@ def build() -> dict[str, Any]:
             "inputProperties": config,
             "properties": config,
         },
-        "types": {
-            ENDPOINT_TYPE: {
-                "type": "object",
-                "description": "An endpoint by service name.",
-                "properties": {"kms": {"type": "string", "description": "The KMS endpoint URL."}},
-            }
-        },
+        "types": _TYPES,
         "resources": {
             CONNECTION_TYPE: _resource(classes, "CustomKeyStoreConnection", REPLACE_ON_CHANGE),
             SET_TYPE: _resource(classes, "CustomKeyStoreConnectionSet", SET_REPLACE_ON_CHANGE),

@@ -246,6 +246,24 @@ def test_a_malformed_store_id_fails_preview_naming_the_camel_case_property(seede
     assert stack.calls() == []
 
 
+def test_provider_config_allowed_account_ids_refuses_a_connect_to_another_account(seeded: CliStack) -> None:
+    stack = use_yaml_program(seeded)
+    endpoint = stack.emulator.endpoint_url
+    config = {
+        "kms-connection:region": "us-east-1",
+        "kms-connection:endpoints": [{"kms": endpoint, "sts": endpoint}],
+        "kms-connection:allowedAccountIds": ["111122223333"],
+    }
+    (stack.project_dir / f"Pulumi.{stack.name}.yaml").write_text(yaml.safe_dump({"config": config}))
+
+    result = stack.cli("up", "--yes", check=False)
+
+    assert result.returncode != 0
+    assert "kms-connection:allowedAccountIds" in result.stdout
+    assert "aws:allowedAccountIds" not in result.stdout
+    assert stack.mutating_calls() == []
+
+
 def test_package_get_schema_prints_a_schema_naming_both_resources() -> None:
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "pulumi"), "package", "get-schema", "./provider"],
@@ -261,7 +279,8 @@ def test_package_get_schema_prints_a_schema_naming_both_resources() -> None:
     assert connection_schema["inputProperties"]["customKeyStoreId"]["replaceOnChanges"] is True
     assert "replaceOnChanges" not in connection_schema["inputProperties"]["desiredState"]
     assert schema["resources"][SET]["inputProperties"]["region"]["replaceOnChanges"] is True
-    assert set(schema["config"]["variables"]) == {"region", "profile", "endpoints"}
+    assert {"region", "profile", "endpoints", "assumeRoles", "allowedAccountIds"} <= set(schema["config"]["variables"])
+    assert schema["config"]["variables"]["secretKey"]["secret"] is True
 
 
 def test_the_policy_pack_stops_a_native_connection_that_disconnects_on_delete_in_a_protected_stack(
