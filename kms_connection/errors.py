@@ -168,6 +168,7 @@ class AccountRefusedError(KeyStoreError):
     def __init__(self, store_id: str, region: str, operation: str, reason: str, fix: str) -> None:
         self.operation = operation
         self.reason = reason
+        self.fix = fix
         super().__init__(
             store_id,
             region,

@@ -104,21 +104,15 @@ class KmsGateway:
     """The three KMS calls for the stores of one Region and one credential set, with errors translated for users.
 
     ``credentials`` (None: a gateway that knows no account and guards none, for tests of the calls alone) tells
-    the account and, through its settings, which accounts are allowed; ``log`` gets a warning when the account
-    cannot be learned and nothing needs it but messages.
+    the account and, through its settings, which accounts are allowed.
     """
 
     def __init__(
-        self,
-        region: str,
-        make_client: Callable[[], KMSClient],
-        credentials: CredentialSet | None = None,
-        log: Callable[[str], None] | None = None,
+        self, region: str, make_client: Callable[[], KMSClient], credentials: CredentialSet | None = None
     ) -> None:
         self.region = region
         self._make_client = make_client
         self._credentials = credentials
-        self._log = log
         self._client: KMSClient | None = None
         self._lock = threading.Lock()
         self._account: str | None = None
@@ -149,8 +143,9 @@ class KmsGateway:
 
     def account_id(self, store_id: str, operation: str = "GetCallerIdentity") -> str | None:
         """The account the credentials act in, learned once; None when it cannot be learned and the stack guards
-        no account (a warning says why). A role that cannot be assumed raises, naming the store, the role and
-        the missing permission; an unknowable account raises when the stack guards accounts."""
+        no account (a local KMS endpoint with STS left at AWS: the account then only names stores in messages and
+        outputs, so nothing is lost but that). A role that cannot be assumed raises, naming the store, the role
+        and the missing permission; an unknowable account raises when the stack guards accounts."""
         if self._account_known or self._credentials is None:
             return self._account
         try:
@@ -161,8 +156,6 @@ class KmsGateway:
                 raise AccountRefusedError(
                     store_id, self.region, operation, f"the account cannot be verified: {error.detail}", error.fix
                 ) from None
-            if self._log is not None:
-                self._log(f"warning: {store_id}: the AWS account is not known ({error.detail}); {error.fix}")
             identity = None
         except CredentialsError as error:
             raise KmsUnreachableError(store_id, self.region, operation, error.detail, error.fix) from None

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 from .settings import REGION_HELP
+from .settings import ROLE_ARN as ROLE_ARN_FORM
 from .states import DesiredState, OnDelete
 
 CUSTOM_KEY_STORE_ID = "custom_key_store_id"
@@ -25,6 +26,11 @@ ON_DELETE = "on_delete"
 CONNECT_TIMEOUT = "connect_timeout_seconds"
 DISCONNECT_TIMEOUT = "disconnect_timeout_seconds"
 REGION = "region"
+ROLE_ARN = "role_arn"
+ROLE_EXTERNAL_ID = "role_external_id"
+ROLE_SESSION_NAME = "role_session_name"
+ROLE_INPUT_NAMES = (ROLE_ARN, ROLE_EXTERNAL_ID, ROLE_SESSION_NAME)
+"""A resource's own role, assumed from the stack's credentials (after ``aws:assumeRoles``, if any)."""
 RESOURCE_NAME = "resource_name"
 """Set by the resource classes to the resource's name: the dynamic provider API shows a provider no URN, and the
 provider must tell apart the resources that name one store (``deployment.py``)."""
@@ -36,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     CONNECT_TIMEOUT: 1800,
     DISCONNECT_TIMEOUT: 900,
 }
-COMMON_INPUT_NAMES = (DESIRED_STATE, ON_DELETE, CONNECT_TIMEOUT, DISCONNECT_TIMEOUT, REGION)
+COMMON_INPUT_NAMES = (DESIRED_STATE, ON_DELETE, CONNECT_TIMEOUT, DISCONNECT_TIMEOUT, REGION, *ROLE_INPUT_NAMES)
 INPUT_NAMES = (CUSTOM_KEY_STORE_ID, *COMMON_INPUT_NAMES)
 SET_INPUT_NAMES = (CUSTOM_KEY_STORE_IDS, *COMMON_INPUT_NAMES)
 MAX_TIMEOUT_SECONDS = 86400
@@ -50,6 +56,9 @@ _DURATION = re.compile(r"^\s*([0-9]{1,6})\s*([smhSMH])\s*$")
 _WHOLE = re.compile(r"^\s*[0-9]{1,9}\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 _STORE_ID_FORM = "the key store's id, 'cks-' followed by hex digits, e.g. cks-1234567890abcdef0"
+# STS's constraints (botocore's STS model: externalIdType, roleSessionNameType).
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,13 @@ def _check(
     take(CONNECT_TIMEOUT, functools.partial(_timeout, CONNECT_TIMEOUT))
     take(DISCONNECT_TIMEOUT, functools.partial(_timeout, DISCONNECT_TIMEOUT))
     take(REGION, _region)
+    take(ROLE_ARN, _role_arn)
+    take(ROLE_EXTERNAL_ID, functools.partial(_sts_text, ROLE_EXTERNAL_ID, _EXTERNAL_ID, "2 to 1224"))
+    take(ROLE_SESSION_NAME, functools.partial(_sts_text, ROLE_SESSION_NAME, _SESSION_NAME, "2 to 64"))
+    for key in (ROLE_EXTERNAL_ID, ROLE_SESSION_NAME):
+        # An unknown value may turn out to be None, so only a known one needs its role.
+        if news.get(key) is not None and not is_unknown(news.get(key)) and news.get(ROLE_ARN) is None:
+            failures.append(InputFailure(key, f"{key} goes with role_arn, the role it is used to assume; set both."))
     if inputs.get(REGION) is None:
         if default_region is None:
             failures.append(InputFailure(REGION, f"no AWS Region is set for this resource: {REGION_HELP}."))
@@ -176,6 +192,29 @@ def _store_id(value: Any) -> tuple[Any, str | None]:
     return value, (
         f"{prefix}; got '{text}', which looks like a key store name. Find its id with "
         f"`aws kms describe-custom-key-stores --custom-key-store-name {text}`."
+    )
+
+
+def _role_arn(value: Any) -> tuple[Any, str | None]:
+    expected = (
+        f"{ROLE_ARN} must be an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME (the role is assumed from the stack's "
+        "credentials, and the store is in its account)"
+    )
+    if not isinstance(value, str):
+        return value, f"{expected}; got {_show(value)}."
+    text = value.strip()
+    if ROLE_ARN_FORM.fullmatch(text):
+        return text, None
+    return value, f"{expected}; got {_show(value)}."
+
+
+def _sts_text(key: str, pattern: re.Pattern[str], length: str, value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, str) and pattern.fullmatch(value.strip()):
+        return value.strip(), None
+    return value, (
+        f"{key} must be {length} letters, digits or any of _+=,.@-"
+        + (":/" if key == ROLE_EXTERNAL_ID else "")
+        + f" (STS's rule); got {_show(value) if key != ROLE_EXTERNAL_ID else 'another value'}."
     )
 
 

@@ -4,7 +4,8 @@ diff, create, update, delete, read.
 The engine runs them in one process per deployment (``python -u -m pulumi.dynamic``), unpickling one instance
 of each class that every resource of the stack shares across the server's four worker threads. An instance
 pickles to a reference to its class and nothing else; boto3 clients are made lazily in the provider process, one
-per Region. Deciding what to do is ``plan.py``'s and waiting is ``reconciler.py``'s; this module translates
+per Region and credential set (the stack's, or the stack's then a resource's ``role_arn``: see ``credentials``).
+Deciding what to do is ``plan.py``'s and waiting is ``reconciler.py``'s; this module translates
 between them and the engine's properties, and records in ``DEPLOYMENT`` what each resource declares as soon as
 the engine shows it (check, diff, create, update).
 """
@@ -33,14 +34,20 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from . import inputs as names
-from .credentials import forget_credentials
+from .credentials import Chain, credential_set, forget_credentials
 from .deployment import Declaration, Deployment
-from .errors import API_ERROR_REMEDIES, UnrecordedConnectionsError, conflict_text, disconnect_command
+from .errors import (
+    API_ERROR_REMEDIES,
+    AccountRefusedError,
+    UnrecordedConnectionsError,
+    conflict_text,
+    disconnect_command,
+)
 from .gateway import KeyStore, KmsGateway, make_client
 from .inputs import INPUT_NAMES, SET_INPUT_NAMES, check_inputs, check_set_inputs
 from .plan import Observation, describe_plan, plan
 from .reconciler import NOT_FOUND_GRACE_SECONDS, Goal, Outcome, Reconciler
-from .settings import REGION_HELP, AwsSettings
+from .settings import REGION_HELP, ROLE_ARN, AssumeRole, AwsSettings
 from .states import DesiredState, OnDelete
 
 OUTPUT_NAMES = (
@@ -50,13 +57,24 @@ OUTPUT_NAMES = (
     "custom_key_store_name",
     "cloud_hsm_cluster_id",
     "xks_proxy_uri_endpoint",
+    "account_id",
 )
-SET_OUTPUT_NAMES = ("connection_states", "connection_error_codes")
+SET_OUTPUT_NAMES = ("connection_states", "connection_error_codes", "account_id")
+ACCOUNT_ID = "account_id"
+"""The output that names the account the stores are in (when the provider can learn it: see ``credentials``)."""
 # Inputs whose change points the resource at another store, so it is replaced rather than updated.
 REPLACE_ON_CHANGE = (names.CUSTOM_KEY_STORE_ID, names.REGION)
 # A set's ids change in place (a store joining or leaving is an update); only another Region replaces it.
 SET_REPLACE_ON_CHANGE = (names.REGION,)
-UPDATE_IN_PLACE = (names.DESIRED_STATE, names.ON_DELETE, names.CONNECT_TIMEOUT, names.DISCONNECT_TIMEOUT)
+# A changed role_arn replaces a resource when the role is of another account (``role_replaces``), and otherwise
+# updates it in place, like the role's external id and session name.
+UPDATE_IN_PLACE = (
+    names.DESIRED_STATE,
+    names.ON_DELETE,
+    names.CONNECT_TIMEOUT,
+    names.DISCONNECT_TIMEOUT,
+    *names.ROLE_INPUT_NAMES,
+)
 
 CONNECTION_NOT_FOUND = API_ERROR_REMEDIES["CustomKeyStoreNotFoundException"]
 SET_MEMBER_NOT_FOUND = (
@@ -99,7 +117,7 @@ class _KmsProvider(ResourceProvider):
 
     def _setup(self) -> None:
         self._settings: AwsSettings | None = None
-        self._gateways: dict[str, KmsGateway] = {}
+        self._gateways: dict[tuple[Chain, str], KmsGateway] = {}
         self._lock = threading.Lock()
 
     # Pickled into every resource's state: keep it to the class reference. Settings and clients belong to the
@@ -120,18 +138,74 @@ class _KmsProvider(ResourceProvider):
             self._settings = AwsSettings.from_stack_config(lambda _key: None)
         return self._settings
 
-    def gateway(self, region: str) -> KmsGateway:
-        """The KMS gateway for ``region``, made on first use and shared by every resource and thread: one client,
-        so botocore's adaptive retry mode paces all their calls together."""
+    def gateway(self, region: str, chain: Chain | None = None) -> KmsGateway:
+        """The KMS gateway for ``region`` and a credential chain (default: the stack's), made on first use and
+        shared by every resource and thread: one client per account and Region, so botocore's adaptive retry mode
+        paces all their calls together."""
+        chain = self.settings.assume_roles if chain is None else chain
         with self._lock:
-            gateway = self._gateways.get(region)
+            gateway = self._gateways.get((chain, region))
             if gateway is None:
-                gateway = KmsGateway(region, functools.partial(make_client, self.settings, region))
-                self._gateways[region] = gateway
+                credentials = credential_set(self.settings, chain, region)
+                client = functools.partial(make_client, self.settings, region, credentials)
+                gateway = KmsGateway(region, client, credentials)
+                self._gateways[(chain, region)] = gateway
             return gateway
 
-    def reconciler(self, region: str) -> Reconciler:
-        return Reconciler(self.gateway(region), log=log, deployment=DEPLOYMENT)
+    def chain(self, props: Mapping[str, Any]) -> Chain:
+        """The roles a resource's calls are signed with: the stack's ``aws:assumeRoles``, then its own
+        ``role_arn`` (assumed from the stack's credentials), if it has one."""
+        stack = self.settings.assume_roles
+        role_arn = props.get(names.ROLE_ARN)
+        if not isinstance(role_arn, str) or not role_arn or is_unknown(role_arn):
+            return stack
+        session_name, external_id = props.get(names.ROLE_SESSION_NAME), props.get(names.ROLE_EXTERNAL_ID)
+        role = AssumeRole(
+            role_arn,
+            session_name=session_name if isinstance(session_name, str) else None,
+            external_id=external_id if isinstance(external_id, str) else None,
+        )
+        return (*stack, role)
+
+    def reconciler(self, region: str, chain: Chain | None = None) -> Reconciler:
+        return Reconciler(self.gateway(region, chain), log=log, deployment=DEPLOYMENT)
+
+    def learn_account(self, gateway: KmsGateway, stores: str, *, preview: bool = False) -> str | None:
+        """The account the resource's stores are in, learned before anything else so that every line names it.
+        In a preview, a warning when ``up`` will refuse to change them (the gateway refuses each such request
+        itself, preview or not)."""
+        if preview:
+            refused = gateway.account_refusal(stores, "a request that changes it")
+            if refused is not None:
+                log(
+                    f"warning: {where(gateway, stores)}: `pulumi up` will send no request that changes it: "
+                    f"{refused.reason}. To fix: {refused.fix}"
+                )
+        try:
+            return gateway.account_id(stores)
+        except AccountRefusedError:
+            if preview:
+                return None  # the warning above says why
+            raise
+
+    def role_replaces(self, olds: Mapping[str, Any], news: Mapping[str, Any], region: str, stores: str) -> list[str]:
+        """``[role_arn]`` when a changed ``role_arn`` names another account than the one the stores are in (or
+        when either account cannot be told); ``[]`` when it is unchanged, or a role of the same account."""
+        old_role, new_role = olds.get(names.ROLE_ARN), news.get(names.ROLE_ARN)
+        if old_role == new_role:
+            return []
+        if is_unknown(new_role):
+            return [names.ROLE_ARN]
+        old_account = olds.get(ACCOUNT_ID) or _role_account(old_role)
+        new_account = _role_account(new_role)
+        if not new_role:
+            # Back to the stack's credentials: their account, if it can be learned.
+            try:
+                new_account = self.gateway(region, self.chain(news)).account_id(stores)
+            except AccountRefusedError:
+                new_account = None
+        same = old_account is not None and old_account == new_account
+        return [] if same else [names.ROLE_ARN]
 
     def store_ids(self, props: Mapping[str, Any]) -> list[Any]:
         """The stores a resource's properties name (some may be unknown in a preview)."""
@@ -207,16 +281,20 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         self.declare(news, id_)
         replaces = [key for key in REPLACE_ON_CHANGE if is_unknown(news.get(key)) or news.get(key) != olds.get(key)]
+        if not replaces:
+            replaces = self.role_replaces(olds, news, str(news[names.REGION]), str(news[names.CUSTOM_KEY_STORE_ID]))
         if replaces:
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
         inputs_changed = any(news.get(key) != olds.get(key) for key in UPDATE_IN_PLACE)
         desired = news.get(names.DESIRED_STATE)
-        if is_unknown(desired):
+        if is_unknown(desired) or any(is_unknown(news.get(key)) for key in names.ROLE_INPUT_NAMES):
             return DiffResult(changes=True, replaces=[])
         store_id, region = str(news[names.CUSTOM_KEY_STORE_ID]), str(news[names.REGION])
+        gateway = self.gateway(region, self.chain(news))
+        self.learn_account(gateway, store_id, preview=True)
         # The one read a preview makes: drift shows against what KMS says now, not what the state file says.
-        store = self.gateway(region).describe(store_id)
-        work = announce(store_id, region, store, DesiredState(desired), CONNECTION_NOT_FOUND)
+        store = gateway.describe(store_id)
+        work = announce(store_id, region, store, DesiredState(desired), CONNECTION_NOT_FOUND, where(gateway, store_id))
         return DiffResult(changes=inputs_changed or work, replaces=[])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -231,20 +309,22 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
     def _converge(self, resource_id: str, props: Mapping[str, Any], *, created: bool) -> dict[str, Any]:
         store_id, region = str(props[names.CUSTOM_KEY_STORE_ID]), str(props[names.REGION])
         self.declare(props, resource_id)
+        chain = self.chain(props)
+        account = self.learn_account(self.gateway(region, chain), store_id)
         goal = dataclasses.replace(
             desired_goal(props, grace=NOT_FOUND_GRACE_SECONDS if created else 0.0),
             known=not created,
             resource=self.label(props, resource_id),
             not_found_fix=CONNECTION_NOT_FOUND,
         )
-        outcome = self.reconciler(region).run({store_id: goal})
+        outcome = self.reconciler(region, chain).run({store_id: goal})
         if outcome.failed:
             # A failed create records no resource; a failed update keeps the resource, and with it the store.
             recorded = [] if created else [store_id]
             self.fail(outcome, region, goal.resource, recorded, "a failed create records no resource")
         store = outcome.stores[store_id]
         assert store is not None  # the goal is not missing_ok: a missing store fails
-        return outputs(props, store)
+        return outputs(props, store, account)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         store_id, region = str(props[names.CUSTOM_KEY_STORE_ID]), str(props[names.REGION])
@@ -252,7 +332,9 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         if props.get(names.ON_DELETE) == OnDelete.RETAIN.value:
             log(f"{store_id}: on_delete is 'retain': leaving the store as it is")
             return
-        outcome = self.reconciler(region).run({store_id: release_goal(props)})
+        chain = self.chain(props)
+        self.learn_account(self.gateway(region, chain), store_id)
+        outcome = self.reconciler(region, chain).run({store_id: release_goal(props)})
         _warn_missing(outcome.result(), outcome.missing, region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -260,33 +342,50 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         region = props.get(names.REGION) or self.settings.region
         if not region:
             raise ValueError(f"custom key store {store_id}: no AWS Region to read it from: {REGION_HELP}.")
-        store = self.reconciler(str(region)).observe([store_id])[store_id]
+        chain = self.chain(props)
+        account = self.learn_account(self.gateway(str(region), chain), store_id)
+        store = self.reconciler(str(region), chain).observe([store_id])[store_id]
         if store is None:
             log(f"warning: {store_id}: not found in {region}; removing the connection from the stack")
             return ReadResult("", {})
         given = {key: props[key] for key in (*INPUT_NAMES, names.RESOURCE_NAME) if props.get(key) is not None}
         given.setdefault(names.CUSTOM_KEY_STORE_ID, store_id)
         given.setdefault(names.REGION, region)
-        return ReadResult(id_ or store_id, outputs(given, store), given)
+        return ReadResult(id_ or store_id, outputs(given, store, account), given)
 
 
-def announce(store_id: str, region: str, store: KeyStore | None, desired: DesiredState, not_found: str) -> bool:
+def where(gateway: KmsGateway, stores: str) -> str:
+    """Stores as lines name them: ``cks-… (222233334444/us-east-1)`` once the account is known, else the ids."""
+    place = gateway.account_place
+    return f"{stores} ({place})" if place else stores
+
+
+def announce(
+    store_id: str,
+    region: str,
+    store: KeyStore | None,
+    desired: DesiredState,
+    not_found: str,
+    who: str | None = None,
+) -> bool:
     """Print what an update will do to a store, if anything (the preview's plan line); return whether it will.
 
-    ``not_found`` is the advice for a store that does not exist, which differs between a connection and a set."""
+    ``not_found`` is the advice for a store that does not exist, which differs between a connection and a set;
+    ``who`` is how the line names the store (``where``), by default its id."""
     observation = store.observation if store else Observation(None)
     steps = plan(observation, desired)
     if not steps:
         return False
+    who = who or store_id
     if store is None:
-        log(f"{store_id}: not found in {region}, desired {desired.value}: the update will fail; {not_found}")
+        log(f"{who}: not found in {region}, desired {desired.value}: the update will fail; {not_found}")
     else:
-        log(f"{store_id}: observed {observation.describe()}, desired {desired.value}: {describe_plan(steps)}")
+        log(f"{who}: observed {observation.describe()}, desired {desired.value}: {describe_plan(steps)}")
     return True
 
 
-def outputs(inputs: Mapping[str, Any], store: KeyStore) -> dict[str, Any]:
-    """The resource's full outputs: its inputs and what KMS said about the store."""
+def outputs(inputs: Mapping[str, Any], store: KeyStore, account: str | None = None) -> dict[str, Any]:
+    """The resource's full outputs: its inputs, what KMS said about the store and the account it is in."""
     result = {key: inputs[key] for key in (*INPUT_NAMES, names.RESOURCE_NAME) if inputs.get(key) is not None}
     result.update(
         connection_state=store.connection_state.value,
@@ -295,6 +394,7 @@ def outputs(inputs: Mapping[str, Any], store: KeyStore) -> dict[str, Any]:
         custom_key_store_name=store.custom_key_store_name,
         cloud_hsm_cluster_id=store.cloud_hsm_cluster_id,
         xks_proxy_uri_endpoint=store.xks_proxy_uri_endpoint,
+        account_id=account,
     )
     return result
 
@@ -336,6 +436,12 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         desired = news.get(names.DESIRED_STATE)
         if is_unknown(store_ids) or any(is_unknown(i) for i in store_ids or []) or is_unknown(desired):
             return DiffResult(changes=True, replaces=[])
+        stores_label = ", ".join(map(str, store_ids or []))
+        replaces = self.role_replaces(olds, news, str(region), stores_label)
+        if replaces:
+            return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
+        if any(is_unknown(news.get(key)) for key in names.ROLE_INPUT_NAMES):
+            return DiffResult(changes=True, replaces=[])
         inputs_changed = any(
             news.get(key) != olds.get(key) for key in (names.CUSTOM_KEY_STORE_IDS, *UPDATE_IN_PLACE)
         )
@@ -347,10 +453,14 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
                 kept = " and ".join(keepers)
                 log(f"{store_id}: leaves the set; declared {kept} in this stack: will leave it connected")
                 del goals[store_id]
+        gateway = self.gateway(str(region), self.chain(news))
+        self.learn_account(gateway, stores_label, preview=True)
         # One read for the whole set, however many stores it holds.
-        stores = self.gateway(str(region)).describe_many(goals)
+        stores = gateway.describe_many(goals)
         work = [
-            announce(store_id, str(region), stores[store_id], goal.desired, SET_MEMBER_NOT_FOUND)
+            announce(
+                store_id, str(region), stores[store_id], goal.desired, SET_MEMBER_NOT_FOUND, where(gateway, store_id)
+            )
             for store_id, goal in goals.items()
             if stores[store_id] is not None or not goal.missing_ok
         ]
@@ -371,7 +481,9 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
             log(f"{', '.join(store_ids)}: on_delete is 'retain': leaving the stores as they are")
             return
         goal = release_goal(props)
-        outcome = self.reconciler(region).run(dict.fromkeys(store_ids, goal))
+        chain = self.chain(props)
+        self.learn_account(self.gateway(region, chain), ", ".join(store_ids))
+        outcome = self.reconciler(region, chain).run(dict.fromkeys(store_ids, goal))
         _warn_missing(outcome.result(), outcome.missing, region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -379,7 +491,9 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         if not region:
             raise ValueError(f"custom key store set {id_}: no AWS Region to read it from: {REGION_HELP}.")
         store_ids = list(props.get(names.CUSTOM_KEY_STORE_IDS) or [])
-        stores = self.reconciler(str(region)).observe(store_ids)
+        chain = self.chain(props)
+        account = self.learn_account(self.gateway(str(region), chain), ", ".join(store_ids))
+        stores = self.reconciler(str(region), chain).observe(store_ids)
         for store_id, store in stores.items():
             if store is None:
                 log(f"warning: {store_id}: not found in {region}; {SET_MEMBER_NOT_FOUND}")
@@ -387,7 +501,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
             return ReadResult("", {})
         given = {key: props[key] for key in (*SET_INPUT_NAMES, names.RESOURCE_NAME) if props.get(key) is not None}
         given.setdefault(names.REGION, region)
-        return ReadResult(id_, set_outputs(given, stores), given)
+        return ReadResult(id_, set_outputs(given, stores, account), given)
 
     def _converge(self, resource_id: str, olds: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
         region = str(props[names.REGION])
@@ -395,7 +509,9 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         old_members = list(olds.get(names.CUSTOM_KEY_STORE_IDS) or [])
         label = self.label(props, resource_id)
         goals = set_goals(olds, props, grace=NOT_FOUND_GRACE_SECONDS, resource=label)
-        outcome = self.reconciler(region).run(goals)
+        chain = self.chain(props)
+        account = self.learn_account(self.gateway(region, chain), ", ".join(goals))
+        outcome = self.reconciler(region, chain).run(goals)
         if outcome.failed:
             recorded = (
                 f"the set's state still lists {', '.join(old_members)}"
@@ -405,7 +521,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
             self.fail(outcome, region, label, old_members, recorded)
         _warn_missing(outcome.stores, outcome.missing, region)  # stores that left the set, already gone
         members = {store_id: outcome.stores[store_id] for store_id in props[names.CUSTOM_KEY_STORE_IDS]}
-        return set_outputs(props, members)
+        return set_outputs(props, members, account)
 
 
 def desired_goal(props: Mapping[str, Any], grace: float = 0.0) -> Goal:
@@ -469,11 +585,21 @@ def _warn_missing(stores: Mapping[str, KeyStore | None], missing: Collection[str
             log(f"warning: {store_id}: not found in {region} (deleted?); nothing left to disconnect")
 
 
-def set_outputs(inputs: Mapping[str, Any], stores: Mapping[str, KeyStore | None]) -> dict[str, Any]:
-    """A set's full outputs: its inputs, and each member's observed state (and error code when FAILED)."""
+def _role_account(role_arn: Any) -> str | None:
+    """The account of a role ARN, or None for anything else."""
+    match = ROLE_ARN.fullmatch(role_arn) if isinstance(role_arn, str) else None
+    return match.group("account") if match else None
+
+
+def set_outputs(
+    inputs: Mapping[str, Any], stores: Mapping[str, KeyStore | None], account: str | None = None
+) -> dict[str, Any]:
+    """A set's full outputs: its inputs, each member's observed state (and error code when FAILED), and the
+    account the stores are in."""
     result = {key: inputs[key] for key in (*SET_INPUT_NAMES, names.RESOURCE_NAME) if inputs.get(key) is not None}
     result[SET_OUTPUT_NAMES[0]] = {sid: s.connection_state.value for sid, s in stores.items() if s is not None}
     result[SET_OUTPUT_NAMES[1]] = {
         sid: s.connection_error_code for sid, s in stores.items() if s is not None and s.connection_error_code
     }
+    result[ACCOUNT_ID] = account
     return result

@@ -40,6 +40,15 @@ class CustomKeyStoreConnectionArgs:
     region: pulumi.Input[str] | None = None
     """The store's AWS Region; default the stack's ``aws:region``, then ``AWS_REGION``. A change replaces the
     resource."""
+    role_arn: pulumi.Input[str] | None = None
+    """An IAM role to manage the store with, ``arn:aws:iam::ACCOUNT:role/NAME``: assumed from the stack's credentials
+    (after ``aws:assumeRoles``), so one stack can manage stores in several accounts. A change to a role of another
+    account replaces the resource."""
+    role_external_id: pulumi.Input[str] | None = None
+    """The external id the role's trust policy requires, if any (with ``role_arn``)."""
+    role_session_name: pulumi.Input[str] | None = None
+    """The session name of the role's sessions, as CloudTrail shows them (with ``role_arn``); default
+    ``kms-connection``."""
 
 
 class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="CustomKeyStoreConnection"):
@@ -70,6 +79,12 @@ class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="Cust
     """The CloudHSM cluster of a CloudHSM key store."""
     xks_proxy_uri_endpoint: pulumi.Output[str | None]
     """The proxy's URI endpoint of an external key store."""
+    role_arn: pulumi.Output[str | None]
+    role_external_id: pulumi.Output[str | None]
+    role_session_name: pulumi.Output[str | None]
+    account_id: pulumi.Output[str | None]
+    """The AWS account the store is in, when the provider can learn it (STS GetCallerIdentity, or the role's
+    account)."""
 
     @overload
     def __init__(
@@ -90,6 +105,9 @@ class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="Cust
         connect_timeout_seconds: pulumi.Input[int] | None = None,
         disconnect_timeout_seconds: pulumi.Input[int] | None = None,
         region: pulumi.Input[str] | None = None,
+        role_arn: pulumi.Input[str] | None = None,
+        role_external_id: pulumi.Input[str] | None = None,
+        role_session_name: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None: ...
 
@@ -128,6 +146,15 @@ class CustomKeyStoreConnectionSetArgs:
     region: pulumi.Input[str] | None = None
     """The stores' AWS Region; default the stack's ``aws:region``, then ``AWS_REGION``. A change replaces the
     set."""
+    role_arn: pulumi.Input[str] | None = None
+    """An IAM role to manage the stores with, ``arn:aws:iam::ACCOUNT:role/NAME``: assumed from the stack's credentials
+    (after ``aws:assumeRoles``), so one stack can manage stores in several accounts. A change to a role of another
+    account replaces the resource."""
+    role_external_id: pulumi.Input[str] | None = None
+    """The external id the role's trust policy requires, if any (with ``role_arn``)."""
+    role_session_name: pulumi.Input[str] | None = None
+    """The session name of the role's sessions, as CloudTrail shows them (with ``role_arn``); default
+    ``kms-connection``."""
 
 
 class CustomKeyStoreConnectionSet(pulumi.dynamic.Resource, module="kms", name="CustomKeyStoreConnectionSet"):
@@ -149,6 +176,11 @@ class CustomKeyStoreConnectionSet(pulumi.dynamic.Resource, module="kms", name="C
     """Each store's observed ``ConnectionState``, by id."""
     connection_error_codes: pulumi.Output[dict[str, str]]
     """The ``ConnectionErrorCode`` of each FAILED store, by id."""
+    role_arn: pulumi.Output[str | None]
+    role_external_id: pulumi.Output[str | None]
+    role_session_name: pulumi.Output[str | None]
+    account_id: pulumi.Output[str | None]
+    """The AWS account the stores are in, when the provider can learn it."""
 
     @overload
     def __init__(
@@ -169,6 +201,9 @@ class CustomKeyStoreConnectionSet(pulumi.dynamic.Resource, module="kms", name="C
         connect_timeout_seconds: pulumi.Input[int] | None = None,
         disconnect_timeout_seconds: pulumi.Input[int] | None = None,
         region: pulumi.Input[str] | None = None,
+        role_arn: pulumi.Input[str] | None = None,
+        role_external_id: pulumi.Input[str] | None = None,
+        role_session_name: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None: ...
 

@@ -71,9 +71,9 @@ def static(**config: Any) -> dict[str, Any]:
     return {"aws:accessKey": BASE_KEY, "aws:secretKey": "base-secret", **config}
 
 
-def gateway(stack: AwsSettings, chain: tuple[Any, ...] = (), log: Callable[[str], None] | None = None) -> KmsGateway:
+def gateway(stack: AwsSettings, chain: tuple[Any, ...] = ()) -> KmsGateway:
     credentials = credential_set(stack, chain, REGION)
-    return KmsGateway(REGION, functools.partial(make_client, stack, REGION, credentials), credentials, log)
+    return KmsGateway(REGION, functools.partial(make_client, stack, REGION, credentials), credentials)
 
 
 def calls(emu: Emulator, service: str | None = None) -> list[tuple[str, str | None]]:
@@ -224,14 +224,13 @@ def test_kms_at_a_local_endpoint_and_sts_at_aws_take_the_account_of_the_last_rol
     assert emu.calls == []
 
 
-def test_an_unknown_account_is_a_warning_when_no_account_is_guarded(emu: Emulator) -> None:
-    lines: list[str] = []
-    kms = gateway(settings(emu, sts=False, **static()), log=lines.append)
+def test_an_unknown_account_stops_nothing_when_no_account_is_guarded(emu: Emulator) -> None:
+    kms = gateway(settings(emu, sts=False, **static()))
     store_id = emu.create_store("hsm", account=BASE_ACCOUNT, connection_state="CONNECTED")
     assert kms.account_id(store_id) is None
     kms.disconnect(store_id)
-    assert len(lines) == 1 and lines[0].startswith(f"warning: {store_id}: the AWS account is not known")
-    assert kms.place == REGION
+    assert calls(emu) == [("DisconnectCustomKeyStore", BASE_ACCOUNT)]
+    assert (kms.place, kms.account_place) == (REGION, None)
 
 
 # -- the guard -------------------------------------------------------------------------------------------------------

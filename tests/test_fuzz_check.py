@@ -33,8 +33,9 @@ from pulumi.runtime import rpc
 
 from kms_connection.emulator import Emulator
 from kms_connection.emulator.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
-from kms_connection.inputs import INPUT_NAMES, MAX_TIMEOUT_SECONDS, SET_INPUT_NAMES, _known_regions
+from kms_connection.inputs import INPUT_NAMES, MAX_TIMEOUT_SECONDS, ROLE_INPUT_NAMES, SET_INPUT_NAMES, _known_regions
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
+from kms_connection.settings import ROLE_ARN
 from tests.engine import (
     PROVIDER_KEY,
     ProviderError,
@@ -129,6 +130,18 @@ def near_misses(*, wire: bool) -> dict[str, st.SearchStrategy[Any]]:
         "connect_timeout_seconds": _TIMEOUTS,
         "disconnect_timeout_seconds": _TIMEOUTS,
         "region": st.sampled_from(_REGIONS) | st.sampled_from(["US_EAST_1", "us-east-9", "", " us-east-1 ", "eu"]),
+        "role_arn": st.sampled_from(
+            [
+                "arn:aws:iam::222233334444:role/kms-admin",
+                " arn:aws:iam::222233334444:role/path/kms-admin ",
+                "arn:aws:iam::22223333444:role/short-account",
+                "arn:aws:iam::222233334444:user/someone",
+                "kms-admin",
+                "",
+            ]
+        ),
+        "role_external_id": st.sampled_from(["tenant-42", "x", "has space", "a:b/c", ""]),
+        "role_session_name": st.sampled_from(["pipeline", "p", "has space", "a:b", "ci@example.com", ""]),
     }
     if not wire:
         # Unknowns, as the server hands them over during a preview (and the raw sentinel string).
@@ -168,8 +181,11 @@ def assert_failures_name_properties(news: dict[str, Any], names: tuple[str, ...]
 
 
 def assert_well_formed(inputs: dict[str, Any], names: tuple[str, ...], stores_key: str) -> None:
-    """What passes check is complete and valid: what create and diff rely on without checking again."""
-    assert set(inputs) - {PROVIDER_KEY} == set(names), inputs
+    """What passes check is complete and valid: what create and diff rely on without checking again. (A role is
+    optional and has no default: its inputs are there only when given.)"""
+    assert set(names) - set(ROLE_INPUT_NAMES) <= set(inputs) - {PROVIDER_KEY} <= set(names), inputs
+    if any(key in inputs and not is_unknown(inputs[key]) for key in ("role_external_id", "role_session_name")):
+        assert "role_arn" in inputs, inputs
     for key, value in inputs.items():
         if key == PROVIDER_KEY or is_unknown(value):
             continue
@@ -190,6 +206,10 @@ def assert_well_formed(inputs: dict[str, Any], names: tuple[str, ...], stores_ke
             assert 1 <= value <= MAX_TIMEOUT_SECONDS, value
         elif key == "region":
             assert value in _known_regions(), value
+        elif key == "role_arn":
+            assert isinstance(value, str) and ROLE_ARN.fullmatch(value), value
+        elif key in ("role_external_id", "role_session_name"):
+            assert isinstance(value, str) and re.fullmatch(r"[\w+=,.@:/-]{2,1224}", value), value
     assert stores_key in inputs
 
 
@@ -384,7 +404,8 @@ TIMEOUT_FORM = "{} must be a whole number of seconds from 1 to 86400 (e.g. 1800 
 CONNECT_FORM = TIMEOUT_FORM.format("connect_timeout_seconds")
 DISCONNECT_FORM = TIMEOUT_FORM.format("disconnect_timeout_seconds")
 INPUTS = (
-    "inputs: custom_key_store_id, desired_state, on_delete, connect_timeout_seconds, disconnect_timeout_seconds, region"
+    "inputs: custom_key_store_id, desired_state, on_delete, connect_timeout_seconds, disconnect_timeout_seconds, "
+    "region, role_arn, role_external_id, role_session_name"
 )
 ARN = "arn:aws:kms:us-east-1:111122223333:custom-key-store/cks-1234567890abcdef0"
 

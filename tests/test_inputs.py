@@ -28,7 +28,8 @@ DISCONNECT_FORM = (
     "disconnect_timeout_seconds must be a whole number of seconds from 1 to 86400 (e.g. 1800 for 30 minutes)"
 )
 INPUT_LIST = (
-    "inputs: custom_key_store_id, desired_state, on_delete, connect_timeout_seconds, disconnect_timeout_seconds, region"
+    "inputs: custom_key_store_id, desired_state, on_delete, connect_timeout_seconds, disconnect_timeout_seconds, "
+    "region, role_arn, role_external_id, role_session_name"
 )
 
 
