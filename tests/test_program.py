@@ -107,7 +107,16 @@ def test_an_empty_stack_declares_nothing() -> None:
     ("entry", "message"),
     [
         pytest.param({"name": "no-id"}, "kms-connection:keyStores[0] needs `id`", id="missing-id"),
-        pytest.param({"id": HSM, "desired": "CONNECTED"}, "unknown keys ['desired']", id="unknown-key"),
+        pytest.param(
+            {"id": HSM, "desiredStat": "CONNECTED"},
+            "kms-connection:keyStores[0] has an unknown key `desiredStat` (did you mean `desiredState`?)",
+            id="unknown-key",
+        ),
+        pytest.param(
+            {"id": HSM, "connectTimeoutSeconds": 0},
+            "kms-connection:keyStores[0].connectTimeoutSeconds: connectTimeoutSeconds must be",
+            id="a-value-the-provider-refuses-named-as-written",
+        ),
         pytest.param("cks-0123456789abcdef0", "must be an object", id="not-an-object"),
     ],
 )
@@ -147,6 +156,13 @@ def test_a_store_listed_in_two_entries_stops_the_program_naming_both(config: dic
     assert "a key store belongs in one entry" in raised.value.stderr
 
 
-def test_a_store_listed_twice_in_one_set_is_left_for_the_provider_to_report_by_index() -> None:
-    resources = run({"kms-connection:keyStoreSets": [{"name": "fleet", "ids": [HSM, HSM]}]})
-    assert user_inputs(resources["fleet"])["custom_key_store_ids"] == [HSM, HSM]
+def test_a_store_listed_twice_in_one_set_stops_the_program_naming_its_index() -> None:
+    with pytest.raises(ProgramError) as raised:
+        run({"kms-connection:keyStoreSets": [{"name": "fleet", "ids": [HSM, HSM]}]})
+    assert f"kms-connection:keyStoreSets[0].ids: ids[1]: {HSM} is listed twice" in raised.value.stderr
+
+
+def test_an_unknown_stack_config_key_stops_the_program_with_the_nearest_known_one() -> None:
+    with pytest.raises(ProgramError) as raised:
+        run({"kms-connection:keyStore": [{"id": HSM}]})
+    assert "the stack config has an unknown key `keyStore` (did you mean `keyStores`?)" in raised.value.stderr

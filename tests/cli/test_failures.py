@@ -119,3 +119,35 @@ def test_after_two_ctrl_c_refresh_clears_the_pending_create_and_up_converges_wit
     assert slow_connect.mutating_calls() == [("ConnectCustomKeyStore", HSM)]
     assert slow_connect.emulator.state_of(HSM) == "CONNECTED"
     assert slow_connect.resources(CONNECTION_TYPE)["primary"]["outputs"]["connection_state"] == "CONNECTED"
+
+
+def test_a_config_typo_stops_preview_with_one_message_naming_the_key_as_written(
+    make_stack: Callable[..., CliStack],
+) -> None:
+    stack = make_stack({HSM: "primary"})
+    stack.write_config(keyStores=[{"id": HSM, "desiredStat": "CONNECTED"}])
+
+    result = stack.cli("preview", check=False)
+
+    assert result.returncode != 0
+    typo = "kms-connection:keyStores[0] has an unknown key `desiredStat` (did you mean `desiredState`?)"
+    assert typo in result.stdout
+    assert "Traceback" not in result.stdout
+    assert stack.calls() == []
+
+
+def test_a_stack_using_an_aws_resource_says_its_plugin_cannot_be_downloaded_here(
+    make_stack: Callable[..., CliStack],
+) -> None:
+    stack = make_stack()
+    stack.write_config(
+        newCloudHsmKeyStore={"name": "new-hsm", "cloudHsmClusterId": "cluster-1234567890a",
+                             "trustAnchorCertificate": "-----BEGIN CERTIFICATE-----"},
+        newCloudHsmKeyStorePassword="not-a-real-password",
+    )
+
+    result = stack.cli("preview", check=False)
+
+    assert result.returncode != 0
+    assert "pulumi-resource-aws" in result.stdout and "downloads no plugins" in result.stdout
+    assert "Traceback" not in result.stdout
