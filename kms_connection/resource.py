@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, fields
 from typing import Any, overload
 
@@ -228,9 +229,15 @@ def _args(cls: type[Any], required: str, args: Any, kwargs: dict[str, Any]) -> A
     """The Args object from either form of a constructor call, with a TypeError naming what is wrong."""
     resource = cls.__name__.removesuffix("Args")
     if args is None:
-        unknown = set(kwargs) - {f.name for f in fields(cls)}
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(kwargs) - set(known))
         if unknown:
-            raise TypeError(f"{resource} got unexpected arguments: {', '.join(sorted(unknown))}")
+            hints = [
+                f"{name} (did you mean {nearest[0]}?)" if (nearest := difflib.get_close_matches(name, known, n=1))
+                else name
+                for name in unknown
+            ]
+            raise TypeError(f"{resource} got unexpected arguments: {', '.join(hints)}; it takes {', '.join(known)}")
         if kwargs.get(required) is None:
             raise TypeError(f"{resource} needs {required}")
         return cls(**kwargs)
