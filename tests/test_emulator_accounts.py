@@ -385,3 +385,15 @@ def test_a_seed_entry_names_its_account(make_emulator: Callable[..., Emulator]) 
         }
     ]
     assert make_emulator(seed=seed).account_of("cks-0123456789abcdef0") == SECURITY_ACCOUNT
+
+
+def test_session_credentials_come_from_a_given_source(make_emulator: Callable[..., Emulator]) -> None:
+    issued = iter([("ASIAGIVENSESSION0001", "given-secret", "given-token")])
+    emu = make_emulator(session_credentials=lambda: next(issued))
+    credentials = assume(emu)["Credentials"]
+    assert (credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"]) == (
+        "ASIAGIVENSESSION0001",
+        "given-secret",
+        "given-token",
+    )
+    assert emu.sts_client(**session_kwargs(credentials)).get_caller_identity()["Account"] == SECURITY_ACCOUNT

@@ -5,7 +5,10 @@ Credentials with distinctive values are set in two places a real stack has them:
 * the provider process's environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``),
   which is where boto3 takes them from;
 * the stack config (``aws:accessKey``, ``aws:secretKey``, ``aws:token``, as pulumi-aws users set them), sent to
-  ``Configure`` as secrets, the way the engine sends secure config to the dynamic provider.
+  ``Configure`` as secrets, the way the engine sends secure config to the dynamic provider;
+* and the session credentials STS issues when the provider assumes roles (the stack's ``aws:assumeRoles`` chain
+  and resources' own ``role_arn``), each distinctive: the emulator issues them from a canary source, short-lived so
+  that botocore assumes the roles again during a wait.
 
 Then full lifecycles run through the real provider server (``tests/engine.py``) with the registrations the real
 stack program makes: preview, up, drift preview, refresh, update, destroy, and failures (a FAILED connect, a
@@ -167,18 +170,19 @@ class Search:
         for index, call in enumerate(emu.calls):
             self.text(f"emulator call log #{index}", json.dumps(call.as_json()))
 
-    def leaks(self) -> list[str]:
-        """Where each credential was found; counted for the report."""
+    def leaks(self, extra: Mapping[str, str] | None = None) -> list[str]:
+        """Where each credential (and each of ``extra``) was found; counted for the report."""
+        canaries = {**CANARIES, **(extra or {})}
         found = [
             f"{name} in {where}"
             for where, text in self.texts
-            for name, canary in CANARIES.items()
+            for name, canary in canaries.items()
             if canary in text or base64.b64encode(canary.encode()).decode() in text
         ]
         found += [
             f"{name} in {where}"
             for where, blob in self.blobs
-            for name, canary in CANARIES.items()
+            for name, canary in canaries.items()
             if canary.encode() in blob
         ]
         COUNTS["values searched"] += len(self.texts) + len(self.blobs)
@@ -278,8 +282,8 @@ def wait_for(emu: Emulator, store_id: str, state: str) -> None:
         time.sleep(0.02)
 
 
-def assert_nothing_leaked(search: Search) -> None:
-    leaks = search.leaks()
+def assert_nothing_leaked(search: Search, extra: Mapping[str, str] | None = None) -> None:
+    leaks = search.leaks(extra)
     assert leaks == [], "credentials leaked:\n" + "\n".join(leaks)
 
 
@@ -428,3 +432,140 @@ def test_the_provider_called_only_the_three_least_privilege_operations(emu: Emul
     provider_made = made - OTHERS
     assert set(provider_made) == LEAST_PRIVILEGE, provider_made
     COUNTS["KMS calls checked against the IAM policy"] += sum(provider_made.values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Roles: the stack's chain, resources' own roles, refreshed sessions, refusals
+# ---------------------------------------------------------------------------------------------------------
+
+BASE_ACCOUNT = "111122223333"
+HOP_ROLE = "arn:aws:iam::333344445555:role/hop"
+SECURITY_ACCOUNT = "222233334444"
+SECURITY_ROLE = f"arn:aws:iam::{SECURITY_ACCOUNT}:role/kms-admin"
+APP_ACCOUNT = "666677778888"
+APP_ROLE = f"arn:aws:iam::{APP_ACCOUNT}:role/kms-admin"
+DENIED_ROLE = "arn:aws:iam::999900001111:role/not-trusted"
+ROLE_HSM = "cks-5ec7e75ec7e75ec81"
+ROLE_XKS = "cks-5ec7e75ec7e75ec82"
+ROLE_MEMBERS = ["cks-5ec7e75ec7e75ec83", "cks-5ec7e75ec7e75ec84"]
+STS_ACTIONS = frozenset({"AssumeRole", "GetCallerIdentity"})
+
+
+class SessionCanaries:
+    """Session credentials for the emulator to issue, each distinctive, remembered to be looked for."""
+
+    def __init__(self) -> None:
+        self.issued: dict[str, str] = {}
+
+    def __call__(self) -> tuple[str, str, str]:
+        n = len(self.issued) // 3
+        key, secret, token = (
+            f"ASIASESSIONCANARY{n:03d}",
+            f"SessionSecretCanary{n:04d}Q7rT2vX9zB4nM6kP1wL3",
+            f"SessionTokenCanary{n:04d}FwoGZXIvYXdzEJr0kKm7dH8sLq2",
+        )
+        self.issued.update({f"session {n} key": key, f"session {n} secret": secret, f"session {n} token": token})
+        return key, secret, token
+
+
+@pytest.fixture
+def sessions() -> SessionCanaries:
+    return SessionCanaries()
+
+
+@pytest.fixture
+def roles_emu(sessions: SessionCanaries) -> Iterator[Emulator]:
+    """An emulator where the stack's configured access key acts in BASE_ACCOUNT, sessions last one second (so they
+    are assumed again while the provider waits) and come from ``sessions``."""
+    with Emulator(
+        connect_seconds=1.5,
+        disconnect_seconds=0.2,
+        accounts={CONFIG_CREDENTIALS["aws:accessKey"]: BASE_ACCOUNT},
+        denied_roles=[DENIED_ROLE],
+        role_external_ids={APP_ROLE: "tenant-42"},
+        session_seconds=1.0,
+        session_credentials=sessions,
+    ) as emulator:
+        emulator.create_store("hsm", store_id=ROLE_HSM, account=SECURITY_ACCOUNT)
+        emulator.create_store("xks", store_type="EXTERNAL_KEY_STORE", store_id=ROLE_XKS, account=APP_ACCOUNT)
+        for index, store_id in enumerate(ROLE_MEMBERS):
+            emulator.create_store(f"member-{index}", store_id=store_id, account=APP_ACCOUNT)
+        yield emulator
+
+
+def roles_config(emu: Emulator, **aws: Any) -> dict[str, Any]:
+    """The credentials in the stack config, a role chain to SECURITY_ACCOUNT, and the emulator as KMS and STS."""
+    return {
+        "aws:region": REGION,
+        "aws:endpoints": [{"kms": emu.endpoint_url}, {"sts": emu.endpoint_url}],
+        **CONFIG_CREDENTIALS,
+        "aws:assumeRoles": [{"roleArn": HOP_ROLE}, {"roleArn": SECURITY_ROLE, "sessionName": "pipeline"}],
+        **{f"aws:{key}": value for key, value in aws.items()},
+    }
+
+
+def roles_server(emu: Emulator, **aws: Any) -> RecordingServer:
+    server = RecordingServer(server_env(emu))
+    server.start()
+    server.configure(roles_config(emu, **aws), secret_keys=CONFIG_CREDENTIALS)
+    return server
+
+
+def role_connection(name: str, store_id: str, **props: Any) -> Registration:
+    inputs = {"custom_key_store_id": store_id, "resource_name": name, "connect_timeout_seconds": 20, **props}
+    return Registration(
+        "pulumi-python:dynamic/kms:CustomKeyStoreConnection",
+        name,
+        dynamic_inputs(CustomKeyStoreConnectionProvider(), inputs),
+    )
+
+
+def test_role_chains_resource_roles_and_refreshed_sessions_leak_no_credential(
+    roles_emu: Emulator, sessions: SessionCanaries
+) -> None:
+    """The stack's role chain, a resource's own role with an external id, a set with a role, sessions assumed
+    again during each wait, a denied role and a refused account: no base, configured or session credential in
+    any answer, __provider, checkpoint, error, stderr line or call-log entry; and STS got only AssumeRole and
+    GetCallerIdentity."""
+    search = Search()
+    server = roles_server(roles_emu)
+    try:
+        stack = Stack(server)
+        by_chain = role_connection("hsm", ROLE_HSM)
+        by_role = role_connection("xks", ROLE_XKS, role_arn=APP_ROLE, role_external_id="tenant-42")
+        members = {"custom_key_store_ids": ROLE_MEMBERS, "resource_name": "members", "role_arn": APP_ROLE}
+        members["role_external_id"] = "tenant-42"
+        fleet = Registration(CONNECTION_SET, "members", dynamic_inputs(CustomKeyStoreConnectionSetProvider(), members))
+        for registration in (by_chain, by_role, fleet):
+            stack.preview(registration)
+            stack.up(registration)
+        stack.refresh(by_role.urn)
+        stack.up(role_connection("xks", ROLE_XKS, role_arn=APP_ROLE, role_external_id="tenant-42", on_delete="retain"))
+        with pytest.raises(ProviderError):
+            stack.up(role_connection("denied", "cks-5ec7e75ec7e75ec85", role_arn=DENIED_ROLE))
+        for state in list(stack.resources.values()):
+            search.tree(f"checkpoint {state.urn}", {"inputs": state.inputs, "outputs": state.outputs})
+        stack.destroy_all()
+        search.server("provider with roles", server)
+    finally:
+        server.close()
+    refusing = roles_server(roles_emu, allowedAccountIds=[APP_ACCOUNT])
+    try:
+        with pytest.raises(ProviderError):
+            Stack(refusing).up(role_connection("hsm", ROLE_HSM))  # disconnected by the destroy: Connect refused
+        search.server("provider refusing the account", refusing)
+    finally:
+        refusing.close()
+    search.emulator(roles_emu)
+
+    # The search had something to search: sessions were issued, and assumed again during the waits.
+    assert len(sessions.issued) >= 3 * 6
+    assert [roles_emu.state_of(store_id) for store_id in (ROLE_HSM, ROLE_XKS, *ROLE_MEMBERS)] == [
+        "DISCONNECTED",
+        "CONNECTED",  # on_delete retain
+        "DISCONNECTED",
+        "DISCONNECTED",
+    ]
+    assert_nothing_leaked(search, sessions.issued)
+    assert {call.operation for call in roles_emu.calls if call.service == "sts"} <= STS_ACTIONS
+    assert {call.operation for call in roles_emu.calls if call.service == "kms"} <= LEAST_PRIVILEGE

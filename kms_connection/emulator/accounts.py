@@ -14,8 +14,10 @@ Rules (the emulator's choices where AWS has more to it):
       hour, as AWS does. A request signed with an expired session gets ``ExpiredTokenException``; one whose
       session token is missing or not the one issued gets ``UnrecognizedClientException`` (KMS) or
       ``InvalidClientTokenId`` (STS). Expiry is wall-clock time, the clock clients compare it with.
-    * Only a hash of each session token is kept; secret keys are not kept at all, and nothing here is logged.
-      Sessions are remembered after they expire (an expired key must not pass for an unmapped one).
+    * Session credentials are random (``credential_source`` makes them instead, for tests that look for them
+      where they must not be). Only a hash of each session token is kept; secret keys are not kept at all, and
+      nothing here is logged. Sessions are remembered after they expire (an expired key must not pass for an
+      unmapped one).
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ def _random_key(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
 
 
+def _random_credentials() -> tuple[str, str, str]:
+    """A new session's access key id (``ASIA`` and 16 characters), secret key (40) and session token."""
+    return _random_key("ASIA"), secrets.token_urlsafe(30)[:40], base64.b64encode(secrets.token_bytes(96)).decode()
+
+
 def role_id(role_arn: str) -> str:
     """A stable unique id for a role (``AROA`` and 17 characters), as IAM gives every role one."""
     digest = base64.b32encode(hashlib.sha256(role_arn.encode("utf-8")).digest()).decode()
@@ -110,9 +117,11 @@ class Accounts:
         role_external_ids: Mapping[str, str] | None = None,
         session_seconds: float | None = None,
         wall: Callable[[], float] = time.time,
+        credential_source: Callable[[], tuple[str, str, str]] | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._wall = wall
+        self._credential_source = credential_source
         self._initial = (dict(accounts or {}), list(denied_roles), dict(role_external_ids or {}), session_seconds)
         self._accounts: dict[str, str] = {}
         self._denied: set[str] = set()
@@ -244,12 +253,11 @@ class Accounts:
                 f"{role_id(role_arn)}:{session_name}",
                 session=True,
             )
-            access_key_id = _random_key("ASIA")
-            while access_key_id in self._sessions or access_key_id in self._accounts:
-                access_key_id = _random_key("ASIA")
-            token = base64.b64encode(secrets.token_bytes(96)).decode()
+            access_key_id, secret_key, token = (self._credential_source or _random_credentials)()
+            if access_key_id in self._sessions or access_key_id in self._accounts:
+                raise KmsError("InternalFailure", "The emulator issued an access key id twice.", 500)
             expires_at = self._wall() + seconds
             # Kept after they expire, so that an expired key answers ExpiredTokenException rather than acting as
             # an unmapped key of the default account.
             self._sessions[access_key_id] = _Session(principal, _hash(token), expires_at)
-            return IssuedCredentials(access_key_id, secrets.token_urlsafe(30)[:40], token, expires_at, principal)
+            return IssuedCredentials(access_key_id, secret_key, token, expires_at, principal)

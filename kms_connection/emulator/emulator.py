@@ -77,7 +77,9 @@ class Emulator:
     as for ``connect_outcomes``) and ``next_drills`` (``[(operation, error, count)]``), see ``drill_store`` and
     ``drill_next``; ``max_body_bytes`` (1 MiB); ``request_timeout`` (socket timeout, 10 s);
     ``call_log_limit`` (oldest calls dropped beyond it); ``log`` (a callable given one line per request);
-    ``accounts``, ``denied_roles``, ``role_external_ids`` and ``session_seconds``, as above.
+    ``accounts``, ``denied_roles``, ``role_external_ids`` and ``session_seconds``, as above;
+    ``session_credentials`` (a callable returning the access key id, secret key and token of each new session,
+    instead of random ones: for tests that look for them where they must not be).
 
     The one thing shared between emulators is the botocore session ``client()`` builds clients from (read-only
     data files and handlers, each client with its own endpoint, Region, credentials and config).
@@ -111,6 +113,7 @@ class Emulator:
         denied_roles: Iterable[str] = (),
         role_external_ids: Mapping[str, str] | None = None,
         session_seconds: float | None = None,
+        session_credentials: Callable[[], tuple[str, str, str]] | None = None,
     ) -> None:
         outcomes = {_outcome_key(key): value for key, value in (connect_outcomes or {}).items()}
         drills = {_outcome_key(key): error for key, error in (store_drills or {}).items()}
@@ -145,6 +148,7 @@ class Emulator:
                 denied_roles=denied_roles,
                 role_external_ids=role_external_ids,
                 session_seconds=session_seconds,
+                credential_source=session_credentials,
             ),
         )
         self._server = KmsHTTPServer(
