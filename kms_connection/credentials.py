@@ -254,6 +254,16 @@ class CredentialSet:
         with _IDENTITIES_LOCK:
             if key in _IDENTITIES:
                 return _IDENTITIES[key]
+            learning = _LEARNING.setdefault(key, threading.Lock())
+        # One GetCallerIdentity per chain even when the server's worker threads all ask at once; other chains
+        # are not held up by this one's STS calls.
+        with learning:
+            with _IDENTITIES_LOCK:
+                if key in _IDENTITIES:
+                    return _IDENTITIES[key]
+            return self._learn_identity(key, kms_endpoint)
+
+    def _learn_identity(self, key: tuple[AwsSettings, Chain], kms_endpoint: str) -> Identity | None:
         sts = self.sts_client()
         sts_endpoint = str(sts.meta.endpoint_url)
         if is_aws_endpoint(kms_endpoint) != is_aws_endpoint(sts_endpoint):
@@ -376,6 +386,7 @@ _SETS: dict[tuple[AwsSettings, Chain, str], CredentialSet] = {}
 _BASES: dict[AwsSettings, botocore.session.Session] = {}
 _IDENTITIES_LOCK = threading.Lock()
 _IDENTITIES: dict[tuple[AwsSettings, Chain], Identity | None] = {}
+_LEARNING: dict[tuple[AwsSettings, Chain], threading.Lock] = {}
 
 
 def _base_sessions(settings: AwsSettings) -> botocore.session.Session:
@@ -405,3 +416,4 @@ def forget_credentials() -> None:
         _BASES.clear()
     with _IDENTITIES_LOCK:
         _IDENTITIES.clear()
+        _LEARNING.clear()

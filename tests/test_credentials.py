@@ -274,3 +274,14 @@ def test_a_guarded_stack_whose_account_cannot_be_learned_is_refused(emu: Emulato
     with pytest.raises(AccountRefusedError, match="the account cannot be verified: KMS requests go to"):
         kms.connect(store_id)
     assert emu.calls == []
+
+
+def test_the_account_is_learned_once_when_many_threads_ask_at_once(emu: Emulator) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack = settings(emu, **static())
+    gateways = [gateway(stack) for _ in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        accounts = list(pool.map(lambda kms: kms.account_id("cks-1"), gateways))
+    assert accounts == [BASE_ACCOUNT] * 8
+    assert calls(emu, "sts") == [("GetCallerIdentity", BASE_ACCOUNT)]
