@@ -2,7 +2,9 @@
 
 Run it in-process (``with Emulator() as emu: ...``) or as a program (``python -m kms_connection.emulator``).
 Modules: ``store`` (state machine and per-Region registry, no I/O), ``service`` (operations, faults, call log,
-persistence), ``server`` (AWS JSON 1.1 over HTTP), ``sigv4``, ``model`` (botocore's KMS model and validation),
+persistence), ``server`` (AWS JSON 1.1 over HTTP, and STS's query protocol), ``accounts`` (access keys to accounts,
+the sessions AssumeRole issues), ``sts`` (GetCallerIdentity and AssumeRole), ``sigv4``, ``model`` (botocore's
+KMS model and validation),
 ``faults``, ``clock``, ``calls``, ``persistence``, ``seeding``, ``admin`` (``/_emulator/`` endpoints),
 ``emulator`` (the in-process runner) and ``__main__`` (the command line).
 """
