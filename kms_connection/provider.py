@@ -243,6 +243,40 @@ class _KmsProvider(ResourceProvider):
                 found.append(CheckFailure(names.DESIRED_STATE, reason))
         return CheckResult(inputs, found)
 
+    def preview_new(self, olds: Mapping[str, Any], result: CheckResult, not_found: str) -> CheckResult:
+        """For a resource the engine will create, the plan line a diff prints for an existing one.
+
+        The engine shows such a resource nothing but Check, in preview and in up: without this, adopting a store
+        with the wrong ``desired_state``, or naming one that does not exist, would show nothing until ``up``
+        acted. One read for all the resource's stores, only when the inputs are valid and known; whatever the
+        read meets is said, never made a check failure."""
+        inputs = result.inputs
+        store_ids = self.store_ids(inputs)
+        region, desired = inputs.get(names.REGION), inputs.get(names.DESIRED_STATE)
+        unknowns = (region, desired, *store_ids, *(inputs.get(key) for key in names.ROLE_INPUT_NAMES))
+        if olds or result.failures or not store_ids or any(is_unknown(value) for value in unknowns):
+            return result
+        label = ", ".join(map(str, store_ids))
+        try:
+            gateway = self.gateway(str(region), self.chain(inputs))
+            self.learn_account(gateway, label, preview=True)
+            ids = [str(store_id) for store_id in store_ids]
+            stores = {ids[0]: gateway.describe(ids[0])} if len(ids) == 1 else gateway.describe_many(ids)
+        # Whatever goes wrong leaves only the line unsaid: a courtesy of the preview never fails the check.
+        except Exception as error:
+            log(f"{label}: not read before creating the resource ({error}); `pulumi up` will read it again")
+            return result
+        for store_id, store in stores.items():
+            who = where(gateway, store_id)
+            if store is None:
+                log(
+                    f"{who}: not found in {region}: `pulumi up` will look for it for {NOT_FOUND_GRACE_SECONDS:g} s "
+                    f"(a store created a moment ago may not show yet), then fail; {not_found}"
+                )
+            else:
+                announce(store_id, str(region), store, DesiredState(desired), not_found, who)
+        return result
+
     def fail(
         self, outcome: Outcome, region: str, resource: str | None, recorded: Collection[str], what_is_recorded: str
     ) -> NoReturn:
@@ -274,9 +308,9 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         store_id = props.get(names.CUSTOM_KEY_STORE_ID)
         return [] if store_id is None else [store_id]
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         checked, failures = check_inputs(news, self.settings.region, is_unknown)
-        return self.checked(checked, failures)
+        return self.preview_new(olds, self.checked(checked, failures), CONNECTION_NOT_FOUND)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         self.declare(news, id_)
@@ -422,9 +456,9 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         store_ids = props.get(names.CUSTOM_KEY_STORE_IDS)
         return list(store_ids) if isinstance(store_ids, list) else []
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         checked, failures = check_set_inputs(news, self.settings.region, is_unknown)
-        return self.checked(checked, failures)
+        return self.preview_new(olds, self.checked(checked, failures), SET_MEMBER_NOT_FOUND)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         self.declare(news, id_)

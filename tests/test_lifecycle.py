@@ -83,15 +83,14 @@ SCALE = stack_config(
         for index, store_id in enumerate(SCALE_IDS)
     )
 )
-BAD = stack_config(
-    {
-        "id": "my-key-store",  # a name, not an id
-        "name": "bad",
-        "desiredState": "connecting",  # a KMS state, lower case, but not a desired state
-        "connectTimeoutSeconds": "30m",
-        "region": "us-east-9",
-    }
-)
+# What a user's own program may send (the stack program refuses these in its config, naming the config keys).
+BAD_INPUTS = {
+    "custom_key_store_id": "my-key-store",  # a name, not an id
+    "desired_state": "connecting",  # a KMS state, lower case, but not a desired state
+    "connect_timeout_seconds": "30m",
+    "region": "us-east-9",
+    "regoin": "us-east-1",  # a typo'd property
+}
 HSM_QUICK_TIMEOUT = stack_config({**HSM_ENTRY, "connectTimeoutSeconds": 1}, XKS_ENTRY)
 XKS_ONLY = stack_config(XKS_ENTRY)
 # The same store under a new resource name, or moved into a CustomKeyStoreConnectionSet.
@@ -112,7 +111,6 @@ ALL_CONFIGS = (
     HSM_RENAMED,
     HSM_IN_A_SET,
     SCALE,
-    BAD,
 )
 
 HSM_INPUTS = {
@@ -229,7 +227,7 @@ def test_the_program_registers_one_dynamic_connection_per_configured_store(regis
     }
 
 
-def test_preview_of_a_new_stack_checks_only_and_calls_no_kms(
+def test_preview_of_a_new_stack_reads_each_store_once_and_says_what_up_will_do(
     emu: Emulator, servers: ServerFactory, registrations: RegistrationCache
 ) -> None:
     regs = registrations(BASE)
@@ -246,10 +244,16 @@ def test_preview_of_a_new_stack_checks_only_and_calls_no_kms(
     assert inputs_of(hsm.inputs) == HSM_INPUTS
     assert inputs_of(xks.inputs) == XKS_INPUTS
     assert stack.resources == {}
-    assert emu.calls == []
+    # The engine shows a new resource nothing but Check: Check reads its store, once, to say what up will do.
+    assert sorted((call.operation, str(call.store_id)) for call in emu.calls) == [
+        ("DescribeCustomKeyStores", HSM),
+        ("DescribeCustomKeyStores", XKS),
+    ]
     assert emu.state_of(HSM) == emu.state_of(XKS) == "DISCONNECTED"
     settle_stderr()
-    assert not [line for line in server.stderr_lines() if HSM in line or XKS in line]
+    lines = server.stderr_lines()
+    assert f"{HSM}: observed DISCONNECTED, desired CONNECTED: will connect" in lines
+    assert f"{XKS}: observed DISCONNECTED, desired CONNECTED: will connect" in lines
 
 
 def test_up_creates_by_connecting_each_store_once(
@@ -618,7 +622,7 @@ def test_destroy_of_a_store_already_gone_succeeds_with_a_warning(
     [(HSM_OTHER_STORE, "custom_key_store_id"), (HSM_OTHER_REGION, "region")],
     ids=["store-id", "region"],
 )
-def test_a_changed_store_id_or_region_is_a_replacement_without_kms_calls(
+def test_a_changed_store_id_or_region_is_a_replacement_whose_preview_only_reads_the_new_store(
     emu: Emulator,
     servers: ServerFactory,
     registrations: RegistrationCache,
@@ -638,7 +642,11 @@ def test_a_changed_store_id_or_region_is_a_replacement_without_kms_calls(
     assert diff.replaces == [replaced]
     assert diff.delete_before_replace is False  # the new connection is made before the old one goes
     assert preview.op == "replace"
-    assert emu.calls == []
+    # The engine checks a replacement as a new resource: Check reads the store it will connect, once, and the
+    # old one is not read at all.
+    new_store = reg.inputs["custom_key_store_id"]
+    new_region = reg.inputs.get("region", REGION)
+    assert [(c.operation, c.store_id, c.region) for c in emu.calls] == [(DESCRIBE, new_store, new_region)]
 
 
 def test_replacement_up_connects_the_new_store_before_disconnecting_the_old(
@@ -779,7 +787,7 @@ def test_up_killed_while_connecting_resumes_waiting_without_a_second_connect(
 
 
 @pytest.mark.timeout(30)
-def test_up_killed_while_connecting_then_settled_resumes_with_one_read(
+def test_up_killed_while_connecting_then_settled_resumes_with_reads_only(
     slow_emu: tuple[Emulator, FakeClock], servers: ServerFactory, registrations: RegistrationCache
 ) -> None:
     emu, clock = slow_emu
@@ -792,7 +800,8 @@ def test_up_killed_while_connecting_then_settled_resumes_with_one_read(
     result = Stack(servers(BASE, emulator=emu)).up(reg)
 
     assert result.new is not None and result.new.outputs["connection_state"] == "CONNECTED"
-    assert operations(emu) == [DESCRIBE]
+    # Check's read (its plan line: nothing to do) and Create's, which finds the store CONNECTED: no request.
+    assert operations(emu) == [DESCRIBE, DESCRIBE]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -836,9 +845,9 @@ def test_eight_resources_through_one_server_wait_in_turns_of_four_workers(
 def test_check_of_bad_inputs_names_each_property_and_calls_no_kms(
     emu: Emulator, servers: ServerFactory, registrations: RegistrationCache
 ) -> None:
-    reg = registrations(BAD)["bad"]
-    bad = dataclasses.replace(reg, inputs={**reg.inputs, "regoin": "us-east-1"})  # a typo'd property
-    server = servers(BAD)
+    reg = registrations(BASE)["hsm"]
+    bad = dataclasses.replace(reg, name="bad", inputs={**reg.inputs, **BAD_INPUTS})
+    server = servers(BASE)
 
     result = server.check(bad.urn, {}, bad.inputs)
 

@@ -17,8 +17,10 @@ from kms_connection.errors import (
     ConnectFailedError,
     ConvergeTimeoutError,
     KeyStoreNotFoundError,
+    KmsApiError,
     UnrecordedConnectionsError,
 )
+from kms_connection.gateway import KmsGateway
 from kms_connection.provider import CustomKeyStoreConnectionProvider
 
 MUTATING = {"ConnectCustomKeyStore", "DisconnectCustomKeyStore"}
@@ -60,7 +62,7 @@ def mutating(emu: Emulator) -> list[str]:
 # check
 
 
-def test_check_fills_defaults_and_the_stack_region_without_calling_kms(
+def test_check_fills_defaults_and_the_stack_region(
     provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator
 ) -> None:
     result = provider.check({}, {"custom_key_store_id": "cks-1234567890abcdef0", "desired_state": "connected"})
@@ -68,6 +70,56 @@ def test_check_fills_defaults_and_the_stack_region_without_calling_kms(
     assert result.inputs == inputs(
         "cks-1234567890abcdef0", connect_timeout_seconds=1800, disconnect_timeout_seconds=900
     )
+
+
+def test_check_of_a_new_resource_reads_its_store_once_and_prints_the_plan_line(
+    provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_id = kms_emulator.create_store("primary")
+
+    result = provider.check({}, {"custom_key_store_id": store_id, "desired_state": "CONNECTED"})
+
+    assert result.failures == []
+    assert [(call.operation, call.store_id) for call in kms_emulator.calls] == [("DescribeCustomKeyStores", store_id)]
+    assert f"{store_id}: observed DISCONNECTED, desired CONNECTED: will connect" in capsys.readouterr().err
+
+
+def test_check_of_a_new_resource_naming_a_missing_store_says_up_will_fail_and_passes(
+    provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = provider.check({}, {"custom_key_store_id": "cks-1234567890abcdef0"})
+
+    assert result.failures == []
+    assert "cks-1234567890abcdef0: not found in us-east-1: `pulumi up` will look for it" in capsys.readouterr().err
+
+
+def test_check_of_a_new_resource_passes_when_kms_cannot_be_read(
+    provider: CustomKeyStoreConnectionProvider,
+    kms_emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What botocore raises once its retries are spent, without waiting them out.
+    def unreadable(_gateway: KmsGateway, store_id: str) -> None:
+        raise KmsApiError(store_id, "us-east-1", "DescribeCustomKeyStores", "KMSInternalException", "internal error.")
+
+    monkeypatch.setattr(KmsGateway, "describe", unreadable)
+
+    result = provider.check({}, {"custom_key_store_id": "cks-1234567890abcdef0"})
+
+    assert result.failures == []
+    assert "not read before creating the resource" in capsys.readouterr().err
+
+
+def test_check_of_invalid_inputs_or_an_existing_resource_calls_no_kms(
+    provider: CustomKeyStoreConnectionProvider, kms_emulator: Emulator
+) -> None:
+    store_id = kms_emulator.create_store("primary")
+
+    invalid = provider.check({}, {"custom_key_store_id": store_id, "desired_state": "SOMETIMES"})
+    existing = provider.check(inputs(store_id), {"custom_key_store_id": store_id})
+
+    assert invalid.failures and not existing.failures
     assert kms_emulator.calls == []
 
 

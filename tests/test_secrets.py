@@ -24,6 +24,7 @@ ConnectCustomKeyStore and DisconnectCustomKeyStore, the README's least-privilege
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -227,7 +228,6 @@ ENTRIES: list[dict[str, Any]] = [
     {"id": HANGING, "name": "hanging", "connectTimeoutSeconds": 1},
     # A store never seen is looked for until the timeout (at most 10 s) before NotFound is believed.
     {"id": MISSING, "name": "missing", "connectTimeoutSeconds": 2},
-    {"id": "my-key-store", "name": "typo"},
 ]
 
 
@@ -380,8 +380,11 @@ def test_failures_leak_no_credential(
         with pytest.raises(ProviderError) as raised:
             stack.up(base[name])
         messages.append(raised.value.details)
+    # The stack program refuses a bad id in its config itself; a program of the user's own sends it as it is.
+    typo_inputs = {**base["hsm"].inputs, "custom_key_store_id": "my-key-store"}
+    typo = dataclasses.replace(base["hsm"], name="typo", inputs=typo_inputs)
     with pytest.raises(CheckFailuresError) as bad_input:
-        stack.up(base["typo"])
+        stack.up(typo)
     search.text("check failures", str(bad_input.value))
 
     assert "ConnectionErrorCode INVALID_CREDENTIALS" in messages[0]
