@@ -8,6 +8,8 @@
         connectTimeoutSeconds: 1800
         disconnectTimeoutSeconds: 900
         region: us-east-1                # default: aws:region
+        roleArn: arn:aws:iam::222233334444:role/kms-connection   # optional: the store's account, with
+        roleExternalId: ...              # roleExternalId and roleSessionName if the role asks for them
 
 ``kms-connection:keyStoreSets`` declares CustomKeyStoreConnectionSets instead: stores of one Region converged
 together (entries take ``name``, ``ids`` and the keys above but ``id``).
@@ -43,10 +45,15 @@ ENTRY_KEYS = {
     "connectTimeoutSeconds": "connect_timeout_seconds",
     "disconnectTimeoutSeconds": "disconnect_timeout_seconds",
     "region": "region",
+    "roleArn": "role_arn",
+    "roleExternalId": "role_external_id",
+    "roleSessionName": "role_session_name",
 }
 SET_KEYS = {**{key: value for key, value in ENTRY_KEYS.items() if key != "id"}, "ids": "custom_key_store_ids"}
 SETTINGS = ("keyStores", "keyStoreSets", "newCloudHsmKeyStore", "newCloudHsmKeyStorePassword")
-NEW_STORE_KEYS = ("name", "cloudHsmClusterId", "trustAnchorCertificate", *(key for key in ENTRY_KEYS if key != "id"))
+NEW_STORE_KEYS = (
+    "name", "cloudHsmClusterId", "trustAnchorCertificate", *(key for key in ENTRY_KEYS if key not in ("id", "region"))
+)
 
 config = pulumi.Config()
 

@@ -183,3 +183,77 @@ def test_moving_a_store_into_a_set_leaves_it_connected(two_stores: CliStack) -> 
     assert two_stores.mutating_calls(before) == []
     assert two_stores.emulator.state_of(HSM) == "CONNECTED"
     assert set(two_stores.resources(SET_TYPE)) == {"hsms"}
+
+
+def test_preview_of_a_new_connection_says_what_up_will_do_to_an_existing_store(
+    make_stack: Callable[..., CliStack],
+) -> None:
+    stack = make_stack({HSM: "primary"})
+    stack.emulator.client().connect_custom_key_store(CustomKeyStoreId=HSM)
+    stack.write_config(keyStores=[store_entry(HSM, "primary", desiredState="DISCONNECTED")])
+
+    preview = stack.cli("preview")
+
+    assert f"{HSM}: observed CONNECTED, desired DISCONNECTED: will disconnect" in preview.stdout
+    assert stack.mutating_calls(1) == []
+
+
+def test_preview_of_a_new_connection_to_a_missing_store_warns_before_up_fails(
+    make_stack: Callable[..., CliStack],
+) -> None:
+    stack = make_stack()
+    stack.write_config(keyStores=[store_entry(HSM, "primary")])
+
+    preview = stack.cli("preview")
+
+    assert f"{HSM}: not found in us-east-1" in preview.stdout
+
+
+SET_AND_CONNECTION = """
+import pulumi
+from kms_connection import CustomKeyStoreConnection, CustomKeyStoreConnectionSet
+
+stores = CustomKeyStoreConnectionSet("stores", custom_key_store_ids={set_ids!r})
+{connection}
+"""
+
+
+def test_removing_a_connection_whose_store_a_set_declares_leaves_the_store_connected(
+    make_stack: Callable[..., CliStack],
+) -> None:
+    stack = make_stack({HSM: "primary", XKS: "standby"})
+    stack.write_config()
+    stack.write_program(SET_AND_CONNECTION.format(
+        set_ids=[HSM, XKS], connection=f'CustomKeyStoreConnection("primary", custom_key_store_id="{HSM}")'
+    ))
+    stack.up()
+    stack.write_program(SET_AND_CONNECTION.format(set_ids=[HSM, XKS], connection=""))
+    before = len(stack.calls())
+
+    result = stack.up()
+
+    assert result.summary.resource_changes == {"delete": 1, "same": 2}
+    assert stack.mutating_calls(before) == []
+    assert stack.emulator.state_of(HSM) == "CONNECTED"
+
+
+def test_moving_a_store_out_of_a_set_that_stays_into_a_connection_leaves_it_connected(
+    make_stack: Callable[..., CliStack],
+) -> None:
+    stack = make_stack({HSM: "primary", XKS: "standby"})
+    stack.write_config()
+    stack.write_program(SET_AND_CONNECTION.format(set_ids=[HSM, XKS], connection=""))
+    stack.up()
+    # The receiving connection is declared first, as the README advises: the engine then shows it first.
+    stack.write_program(
+        f'import pulumi\nfrom kms_connection import CustomKeyStoreConnection, CustomKeyStoreConnectionSet\n'
+        f'CustomKeyStoreConnection("primary", custom_key_store_id="{HSM}")\n'
+        f'CustomKeyStoreConnectionSet("stores", custom_key_store_ids=["{XKS}"])\n'
+    )
+    before = len(stack.calls())
+
+    result = stack.up()
+
+    assert result.summary.resource_changes == {"create": 1, "update": 1, "same": 1}
+    assert stack.mutating_calls(before) == []
+    assert stack.emulator.state_of(HSM) == stack.emulator.state_of(XKS) == "CONNECTED"
