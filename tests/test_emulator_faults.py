@@ -148,7 +148,7 @@ def test_fail_next_set_at_construction(make_emulator: Callable[..., Emulator]) -
 
 def test_invalid_fault_settings_are_refused(emu: Emulator) -> None:
     with pytest.raises(EmulatorConfigError):
-        emu.fail_next(1, operation="CreateKey")
+        emu.fail_next(1, operation="ListGrants")  # a KMS operation the emulator does not implement
     with pytest.raises(EmulatorConfigError):
         emu.fail_next(1, mode="explode")  # type: ignore[arg-type]
     with pytest.raises(EmulatorConfigError):

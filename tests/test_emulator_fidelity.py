@@ -172,7 +172,7 @@ def test_non_ascii_digits_do_not_satisfy_a_pattern(emu: Emulator, path: str) -> 
 def test_a_kms_operation_the_emulator_lacks_is_answered_as_an_unknown_operation(emu: Emulator) -> None:
     client = emu.client(**NO_RETRY)
     with pytest.raises(ClientError) as caught:
-        client.list_keys()
+        client.list_grants(KeyId="1234abcd-12ab-34cd-56ef-1234567890ab")
     assert not isinstance(caught.value, client.exceptions.UnsupportedOperationException)
     assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

@@ -122,13 +122,17 @@ def test_unknown_operation_gets_unknown_operation_exception(kms_emulator: Emulat
     assert body["__type"] == "UnknownOperationException"
 
 
-def test_kms_operation_outside_custom_key_stores_is_unknown_and_the_message_says_why(kms_emulator: Emulator) -> None:
+def test_a_kms_operation_the_emulator_lacks_is_unknown_and_the_message_lists_those_it_has(
+    kms_emulator: Emulator,
+) -> None:
     client = kms_emulator.client(**NO_RETRY)
     with pytest.raises(ClientError) as caught:
-        client.list_keys()
+        client.list_grants(KeyId="1234abcd-12ab-34cd-56ef-1234567890ab")
     assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
-    assert "ListKeys" in caught.value.response["Error"]["Message"]
-    assert "implements only the custom key store operations" in caught.value.response["Error"]["Message"]
+    message = caught.value.response["Error"]["Message"]
+    assert "ListGrants" in message
+    assert "implements the custom key store operations and the key operations their keys need" in message
+    assert "DescribeCustomKeyStores" in message and "ListKeys" in message
 
 
 @pytest.mark.parametrize(

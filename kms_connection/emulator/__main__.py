@@ -5,8 +5,9 @@ logs one line per request to stderr, and exits 0 on SIGINT or SIGTERM. Exit stat
 state file (the message says which and why); 1: the address cannot be bound.
 
 Unlike the in-process ``Emulator``, the defaults here are KMS's own: connects take 20 s, disconnects 5 s,
-and each operation is throttled at 5 requests per second per account and Region. STS answers on the same
-endpoint; ``--account AKID=ACCOUNT`` gives an access key id its account (others act in 000000000000).
+and each custom key store operation is throttled at 5 requests per second per account and Region (key operations at
+KMS's own quotas). STS answers on the same endpoint; ``--account AKID=ACCOUNT`` gives an access key id its account
+(others act in 000000000000).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from types import FrameType
 
 from .emulator import Emulator
 from .errors import EmulatorConfigError, EmulatorStateError
+from .keys import DEFAULT_KEY_LIMIT
 from .store import DEFAULT_STORE_LIMIT
 
 PROGRAM = "kms-emulator"
@@ -86,7 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disconnect-seconds", type=_non_negative, default=5.0, help="disconnect duration (5)")
     parser.add_argument("--store-limit", type=int, default=DEFAULT_STORE_LIMIT, help="stores per Region (10)")
     parser.add_argument(
-        "--throttle-rps", type=_non_negative, default=5.0, help="requests/s per operation per Region; 0: off (5)"
+        "--key-limit", type=int, default=DEFAULT_KEY_LIMIT, help="KMS keys per account and Region (100000)"
+    )
+    parser.add_argument(
+        "--throttle-rps",
+        type=_non_negative,
+        default=5.0,
+        help="requests/s per custom key store operation per account and Region, key operations at KMS's own quotas; "
+        "0: off (5)",
     )
     parser.add_argument("--fail-next", type=int, default=0, help="answer the next N requests KMSInternalException")
     parser.add_argument("--failure-rate", type=_non_negative, default=0.0, help="fraction of requests that fail")
@@ -145,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the longest session sts:AssumeRole issues, to watch clients refresh them (default: as asked)",
     )
+    parser.add_argument(
+        "--deny",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="OPERATION",
+        help="answer every request of OPERATION (e.g. ListKeys) with AccessDeniedException, as IAM answers a "
+        "caller whose policies do not allow kms:OPERATION",
+    )
     parser.add_argument("--request-timeout", type=_non_negative, default=10.0, help="socket timeout, seconds (10)")
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     return parser
@@ -176,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             accounts=dict(args.account),
             denied_roles=args.deny_role,
             session_seconds=args.session_seconds,
+            key_limit=args.key_limit,
+            denied_operations=args.deny,
         )
     except (EmulatorStateError, EmulatorConfigError) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ GET      /_emulator/health       ``{"status": "ok"}``
 GET      /_emulator/calls        ``{"calls": [{operation, store_id, region, time, outcome, account, service}...]}``
 DELETE   /_emulator/calls        empty the call log (also ``POST /_emulator/calls/clear``)
 GET      /_emulator/stores       every store of every account and Region with its true state (no secrets)
+GET      /_emulator/keys         every KMS key of every account and Region as DescribeKey shows it, with its aliases
 GET      /_emulator/faults       the current faults, timing and accounts (access key ids, denied roles)
 POST     /_emulator/faults       change faults, drills and timing; every key is optional (``apply_faults``)
 POST     /_emulator/reset        back to the state at start: seeds only, initial faults, empty log
@@ -48,6 +49,7 @@ _FAULT_KEYS = {
     "accounts",
     "denied_roles",
     "session_seconds",
+    "denied_operations",
 }
 
 
@@ -71,7 +73,8 @@ def apply_faults(service: KmsService, body: object) -> None:
     ``store_drills`` (``{"cks-...": "CloudHsmClusterNotActiveException"}``, or null to clear one, in
     ``region``); ``drill_next`` (``{"operation", "error", "count"?}`` or a list of them); ``accounts``
     (``{access_key_id: account_id}``); ``denied_roles`` (``{role_arn: true|false}``: AssumeRole denied or not);
-    ``session_seconds`` (the longest session AssumeRole issues, or null). A code or drill of the other store
+    ``session_seconds`` (the longest session AssumeRole issues, or null); ``denied_operations``
+    (``{"ListKeys": true|false}``: answered AccessDeniedException or not). A code or drill of the other store
     type is refused.
     """
     if not isinstance(body, dict):
@@ -182,6 +185,16 @@ def apply_faults(service: KmsService, body: object) -> None:
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0):
             raise EmulatorConfigError("session_seconds must be a number > 0, or null")
         account_steps.append(lambda: setattr(service.accounts, "session_seconds", seconds))
+    if "denied_operations" in body:
+        denials = body["denied_operations"]
+        if not isinstance(denials, dict) or not all(
+            op in OPERATIONS and isinstance(flag, bool) for op, flag in denials.items()
+        ):
+            raise EmulatorConfigError(
+                f"denied_operations must map operations ({', '.join(OPERATIONS)}) to true (denied) or false"
+            )
+        for operation, flag in denials.items():
+            steps.append(lambda faults, o=operation, f=flag: faults.deny([o], f))  # type: ignore[misc]
     if "default_connect_outcome" in body:
         text = body["default_connect_outcome"]
         if not isinstance(text, str):
@@ -222,6 +235,8 @@ def handle_admin(service: KmsService, method: str, path: str, body: object) -> t
             return 200, {}
         if route == ("GET", "/_emulator/stores"):
             return 200, {"stores": service.stores()}
+        if route == ("GET", "/_emulator/keys"):
+            return 200, {"keys": service.keys()}
         if route == ("GET", "/_emulator/faults"):
             return 200, describe_settings(service)
         if route == ("POST", "/_emulator/faults"):

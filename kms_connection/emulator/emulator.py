@@ -1,4 +1,5 @@
-"""``Emulator``: the KMS custom key store emulator running in-process, on a loopback port, in a daemon thread."""
+"""``Emulator``: the KMS emulator (custom key stores and their keys) running in-process, on a loopback port, in a
+daemon thread."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .calls import DEFAULT_CALL_LOG_LIMIT, Call
 from .clock import Clock, SystemClock
 from .errors import KmsError
 from .faults import FailMode, FaultPlan
+from .keys import DEFAULT_KEY_LIMIT
 from .seeding import DEFAULT_REGION, SeedSource
 from .server import DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, KmsHTTPServer
 from .service import KmsService
@@ -51,15 +53,16 @@ def _outcome_key(key: OutcomeKey) -> tuple[str, str]:
 
 
 class Emulator:
-    """A local, wire-compatible KMS endpoint for custom key stores, with STS on the same endpoint, started by the
-    constructor.
+    """A local, wire-compatible KMS endpoint for custom key stores and KMS keys, with STS on the same endpoint,
+    started by the constructor.
 
     Use it as a context manager (``with Emulator() as emu:``) or call ``stop()``. Point unmodified boto3 or
     the AWS CLI at ``endpoint_url`` (``AWS_ENDPOINT_URL_KMS`` and ``AWS_ENDPOINT_URL_STS``); ``client()`` builds a
     boto3 KMS client that does, ``sts_client()`` an STS one. Two emulators in one process share no state.
 
     Accounts: each access key id belongs to an account (``accounts={access_key_id: account_id}``; any other key
-    to 000000000000), and stores are kept per account and Region. STS answers ``GetCallerIdentity`` and
+    to 000000000000), and stores are kept per account and Region, KMS keys with the store's account and Region
+    (see ``keys`` for the key operations and their rules). STS answers ``GetCallerIdentity`` and
     ``AssumeRole``: a role ``arn:aws:iam::ACCOUNT:role/NAME`` gives session credentials of ACCOUNT, except for
     ``denied_roles`` (AccessDenied) and roles of ``role_external_ids`` assumed without their external id;
     ``session_seconds`` caps how long sessions last, to watch clients refresh them (see ``accounts``).
@@ -77,7 +80,9 @@ class Emulator:
     as for ``connect_outcomes``) and ``next_drills`` (``[(operation, error, count)]``), see ``drill_store`` and
     ``drill_next``; ``max_body_bytes`` (1 MiB); ``request_timeout`` (socket timeout, 10 s);
     ``call_log_limit`` (oldest calls dropped beyond it); ``log`` (a callable given one line per request);
-    ``accounts``, ``denied_roles``, ``role_external_ids`` and ``session_seconds``, as above;
+    ``accounts``, ``denied_roles``, ``role_external_ids`` and ``session_seconds``, as above; ``key_limit`` (KMS
+    keys per account and Region, KMS's 100,000; None: no limit); ``denied_operations`` (operations answered
+    ``AccessDeniedException``, see ``deny``);
     ``session_credentials`` (a callable returning the access key id, secret key and token of each new session,
     instead of random ones: for tests that look for them where they must not be).
 
@@ -114,10 +119,13 @@ class Emulator:
         role_external_ids: Mapping[str, str] | None = None,
         session_seconds: float | None = None,
         session_credentials: Callable[[], tuple[str, str, str]] | None = None,
+        key_limit: int | None = DEFAULT_KEY_LIMIT,
+        denied_operations: Iterable[str] = (),
     ) -> None:
         outcomes = {_outcome_key(key): value for key, value in (connect_outcomes or {}).items()}
         drills = {_outcome_key(key): error for key, error in (store_drills or {}).items()}
         queued = list(next_drills)
+        denied = list(denied_operations)
 
         # A factory, so that reset() can rebuild the faults exactly as configured here.
         def make_faults() -> FaultPlan:
@@ -130,6 +138,7 @@ class Emulator:
                 outcomes,
                 store_drills=drills,
                 next_drills=queued,
+                denied_operations=denied,
             )
 
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -150,6 +159,7 @@ class Emulator:
                 session_seconds=session_seconds,
                 credential_source=session_credentials,
             ),
+            key_limit=key_limit,
         )
         self._server = KmsHTTPServer(
             (host, port), self.service, max_body_bytes=max_body_bytes, request_timeout=request_timeout, log=log
@@ -313,9 +323,55 @@ class Emulator:
     def session_seconds(self, value: float | None) -> None:
         self.service.accounts.session_seconds = value
 
+    # -- KMS keys --------------------------------------------------------------------------------------
+
+    def create_key(
+        self,
+        store_id: str | None = None,
+        region: str = DEFAULT_REGION,
+        *,
+        account: str | None = None,
+        description: str = "",
+        enabled: bool = True,
+        aliases: Iterable[str] = (),
+        key_id: str | None = None,
+        xks_key_id: str | None = None,
+    ) -> str:
+        """Create a KMS key directly for test set-up (not logged, no quota) and return its id.
+
+        In the custom key store ``store_id`` whatever its state (as if made while it was connected; its origin and
+        account are the store's), or with None an ``AWS_KMS`` key of ``account`` (default 000000000000).
+        ``enabled=False`` makes it Disabled; ``aliases`` (``alias/...``) point at it.
+        """
+        return self.service.create_key(
+            store_id,
+            region,
+            account=account,
+            description=description,
+            enabled=enabled,
+            aliases=tuple(aliases),
+            key_id=key_id,
+            xks_key_id=xks_key_id,
+        )
+
+    def create_alias(self, name: str, key_id: str, region: str = DEFAULT_REGION) -> None:
+        """Point a new alias (``alias/...``) at a key directly, for test set-up (not logged)."""
+        self.service.create_alias(name, key_id, region)
+
     def set_key_count(self, store_id: str, count: int, region: str = DEFAULT_REGION) -> None:
-        """Pretend a store holds ``count`` KMS keys, so DeleteCustomKeyStore raises CustomKeyStoreHasCMKs."""
+        """Make a store hold exactly ``count`` KMS keys (real keys, created or deleted directly): while it holds
+        any, DeleteCustomKeyStore answers CustomKeyStoreHasCMKsException."""
         self.service.set_key_count(store_id, count, region)
+
+    @property
+    def keys(self) -> list[dict[str, Any]]:
+        """Every KMS key of every account and Region as DescribeKey shows it now, with ``Region`` and ``Aliases``."""
+        return self.service.keys()
+
+    def deny(self, *operations: str, denied: bool = True) -> None:
+        """Answer every request of ``operations`` (``"ListKeys"``, ``"DescribeKey"``...) with AccessDeniedException,
+        as IAM does when the caller's policies lack ``kms:<operation>``; ``denied=False`` allows them again."""
+        self.service.faults.deny(operations, denied)
 
     def set_connect_outcome(
         self,
@@ -365,7 +421,8 @@ class Emulator:
         self.service.faults.clear_drills()
 
     def set_throttle(self, rps: float | None, operations: Iterable[str] | None = None) -> None:
-        """Throttle each operation (or only ``operations``) to ``rps`` requests/s per Region; None/0: off."""
+        """Throttle each custom key store operation (or only ``operations``) to ``rps`` requests/s per account and
+        Region, the key operations to KMS's own quotas while it is on (see ``faults``); None/0: off."""
         self.service.faults.set_throttle(rps, operations)
 
     def fail_next(self, n: int, operation: str | None = None, mode: FailMode = "internal") -> None:

@@ -1,10 +1,17 @@
-"""Injected faults: throttling, internal errors, dropped connections, random failures, connect outcomes, drills.
+"""Injected faults: denied operations, throttling, internal errors, dropped connections, random failures, connect
+outcomes, drills.
 
 A ``FaultPlan`` is consulted before each KMS request is handled (``check``), when a connect starts
 (``connect_outcome``) and when a request has passed every rule (``take_drill``). Its own lock makes it safe to
 change from a test thread while server threads read it.
-Order of checks for a request: throttling first (a throttled request consumes no other fault, as a
-throttled AWS request never reaches the service), then the queue of "fail next" faults, then the failure rate.
+Order of checks for a request: a denied operation first (``AccessDeniedException``, as IAM answers a principal whose
+policies do not allow the action: authorization comes before the service does anything), then throttling (a
+throttled request consumes no other fault, as a throttled AWS request never reaches the service), then the queue of
+"fail next" faults, then the failure rate.
+
+Throttling: a rate given without operations applies to the custom key store operations (KMS's quota for them is 5
+requests per second); whenever it is on, each key operation gets KMS's own default quota (``KEY_OPERATION_QUOTAS``:
+DescribeKey 2,000, ListKeys and ListAliases 100, ...) unless a rate is set for it by name.
 
 Drills answer the documented errors whose cause lies outside KMS (``model.BACKING_ERRORS``: the CloudHSM cluster
 is not active, the proxy is unreachable...), which no rule of the emulator can produce. A drill is per call
@@ -27,6 +34,7 @@ from .accounts import DEFAULT_ACCOUNT
 from .errors import EmulatorConfigError, KmsError
 from .model import (
     BACKING_ERRORS,
+    KEY_OPERATION_QUOTAS,
     OPERATIONS,
     connection_error_codes,
     documented_errors,
@@ -40,6 +48,8 @@ from .store import CLOUDHSM, EXTERNAL, SUCCEED, ConnectOutcome
 FailMode = Literal["internal", "drop"]
 
 THROTTLE_MESSAGE = "Rate exceeded"
+#: The status AWS answers AccessDeniedException with on the JSON protocols.
+ACCESS_DENIED_STATUS = 400
 INTERNAL_MESSAGE = "The request was rejected because an internal exception occurred. The request can be retried."
 
 
@@ -50,6 +60,16 @@ class DropConnection(Exception):
 def internal_error() -> KmsError:
     """A ``KMSInternalException`` (HTTP 500), which botocore retries as a transient error."""
     return KmsError("KMSInternalException", INTERNAL_MESSAGE, status=500)
+
+
+def access_denied(operation: str, caller: str, resource: str) -> KmsError:
+    """What IAM answers a caller whose policies do not allow ``kms:<operation>``, in AWS's words."""
+    return KmsError(
+        "AccessDeniedException",
+        f"User: {caller} is not authorized to perform: kms:{operation} on resource: {resource} because no "
+        f"identity-based policy allows the kms:{operation} action",
+        ACCESS_DENIED_STATUS,
+    )
 
 
 def parse_outcome(text: str | ConnectOutcome, error_code: str | None = None) -> ConnectOutcome:
@@ -184,6 +204,7 @@ class FaultPlan:
         connect_outcomes: Mapping[tuple[str, str], str | ConnectOutcome] | None = None,
         store_drills: Mapping[tuple[str, str], str] | None = None,
         next_drills: Iterable[tuple[str, str, int]] = (),
+        denied_operations: Iterable[str] = (),
     ) -> None:
         self._lock = threading.Lock()
         self._store_drills: dict[tuple[str, str], str] = {}
@@ -197,6 +218,7 @@ class FaultPlan:
         self._rng = random.Random(0)
         self._default_outcome = SUCCEED
         self._outcomes: dict[tuple[str, str], ConnectOutcome] = {}
+        self._denied: set[str] = set()
         self.set_throttle(throttle_rps)
         if fail_next:
             self.fail_next(fail_next)
@@ -208,14 +230,16 @@ class FaultPlan:
             self.drill_store(region, store_id, error)
         for operation, error, count in next_drills:
             self.drill_next(operation, error, count)
+        self.deny(denied_operations)
 
     # -- settings --------------------------------------------------------------------------------------
 
     def set_throttle(self, rps: float | None, operations: Iterable[str] | None = None) -> None:
         """Limit each operation to ``rps`` requests per second per account and Region (None or 0: no limit).
 
-        Without ``operations`` the limit applies to every operation and replaces per-operation limits;
-        with it, only the named operations get this limit.
+        Without ``operations`` the limit applies to every custom key store operation, each key operation gets
+        KMS's own quota (``KEY_OPERATION_QUOTAS``) while the limit is on, and per-operation limits are replaced;
+        with ``operations``, only the named operations get this limit.
         """
         rate = _check_rps(rps)
         names = None if operations is None else list(operations)
@@ -230,6 +254,24 @@ class FaultPlan:
                     self._throttle_per_operation[name] = rate
             # A new limit starts with a full bucket, so a test sees exactly `rps` calls pass.
             self._buckets.clear()
+
+    def deny(self, operations: Iterable[str], denied: bool = True) -> None:
+        """Answer every request of ``operations`` with ``AccessDeniedException`` (``denied=False``: allow them
+        again), as IAM does when the caller's policies lack ``kms:<operation>``: in every account and Region."""
+        names = list(operations)
+        for name in names:
+            _check_operation(name)
+        with self._lock:
+            if denied:
+                self._denied.update(names)
+            else:
+                self._denied.difference_update(names)
+
+    @property
+    def denied(self) -> frozenset[str]:
+        """The operations answered AccessDeniedException."""
+        with self._lock:
+            return frozenset(self._denied)
 
     def fail_next(self, count: int, operation: str | None = None, mode: FailMode = "internal") -> None:
         """Answer the next ``count`` requests (of ``operation`` only, if given) with a fault.
@@ -346,12 +388,23 @@ class FaultPlan:
 
     # -- per request -----------------------------------------------------------------------------------
 
-    def check(self, operation: str, region: str, now: float, account: str = DEFAULT_ACCOUNT) -> None:
+    def check(
+        self,
+        operation: str,
+        region: str,
+        now: float,
+        account: str = DEFAULT_ACCOUNT,
+        caller: str | None = None,
+        resource: str = "*",
+    ) -> None:
         """Raise the fault this request gets, if any: ``KmsError`` to answer, or ``DropConnection``.
 
-        Throttling is per operation, account and Region, as KMS's request quotas are."""
+        ``caller`` (the principal's ARN, by default the account's root) and ``resource`` word a denial. Throttling
+        is per operation, account and Region, as KMS's request quotas are."""
         with self._lock:
-            rate = self._throttle_per_operation.get(operation, self._throttle_default)
+            if operation in self._denied:
+                raise access_denied(operation, caller or f"arn:aws:iam::{account}:root", resource)
+            rate = self._rate(operation)
             if rate is not None:
                 key = (account, region, operation)
                 bucket = self._buckets.get(key)
@@ -369,6 +422,13 @@ class FaultPlan:
             # Draw for every request, even at rate 0, so a seed gives the same sequence however the rate moves.
             if self._rng.random() < self._failure_rate:
                 raise internal_error()
+
+    def _rate(self, operation: str) -> float | None:
+        if operation in self._throttle_per_operation:
+            return self._throttle_per_operation[operation]
+        if self._throttle_default is not None and operation in KEY_OPERATION_QUOTAS:
+            return float(KEY_OPERATION_QUOTAS[operation])
+        return self._throttle_default
 
     # -- introspection ---------------------------------------------------------------------------------
 
@@ -392,4 +452,5 @@ class FaultPlan:
                 "drill_next": [
                     {"operation": e.operation, "error": e.error, "count": e.remaining} for e in self._next_drills
                 ],
+                "denied_operations": sorted(self._denied),
             }

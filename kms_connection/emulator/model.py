@@ -6,6 +6,8 @@ enums, so the emulator reads it rather than copying constants that could drift f
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import gzip
 import importlib.util
@@ -20,8 +22,8 @@ from .store import CLOUDHSM, EXTERNAL
 
 TARGET_PREFIX = "TrentService"
 
-#: The operations the emulator implements; every other KMS operation is answered UnknownOperationException.
-OPERATIONS: tuple[str, ...] = (
+#: The custom key store operations.
+STORE_OPERATIONS: tuple[str, ...] = (
     "CreateCustomKeyStore",
     "DescribeCustomKeyStores",
     "ConnectCustomKeyStore",
@@ -29,6 +31,41 @@ OPERATIONS: tuple[str, ...] = (
     "UpdateCustomKeyStore",
     "DeleteCustomKeyStore",
 )
+#: The KMS key operations the emulator implements (``keys.py``): what a custom key store's keys need.
+KEY_OPERATIONS: tuple[str, ...] = (
+    "CreateKey",
+    "DescribeKey",
+    "ListKeys",
+    "CreateAlias",
+    "ListAliases",
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "Encrypt",
+    "Decrypt",
+    "GenerateDataKey",
+)
+#: The operations the emulator implements; every other KMS operation is answered UnknownOperationException.
+OPERATIONS: tuple[str, ...] = STORE_OPERATIONS + KEY_OPERATIONS
+
+#: KMS's default request quotas (requests per second per account and Region; Developer Guide, "Request quotas")
+#: for the key operations. The custom key store operations' quota is 5; the cryptographic operations' rate is the
+#: one for keys in custom key stores (1,800 for CloudHSM and for external key stores alike).
+KEY_OPERATION_QUOTAS: Mapping[str, float] = {
+    "CreateKey": 5,
+    "DescribeKey": 2000,
+    "ListKeys": 100,
+    "CreateAlias": 5,
+    "ListAliases": 100,
+    "EnableKey": 5,
+    "DisableKey": 5,
+    "ScheduleKeyDeletion": 5,
+    "CancelKeyDeletion": 5,
+    "Encrypt": 1800,
+    "Decrypt": 1800,
+    "GenerateDataKey": 1800,
+}
 
 
 @functools.cache
@@ -152,6 +189,9 @@ BACKING_ERRORS: Mapping[str, str] = {
     "XksProxyInvalidConfigurationException": EXTERNAL,
     "XksProxyVpcEndpointServiceNotFoundException": EXTERNAL,
     "XksProxyVpcEndpointServiceInvalidConfigurationException": EXTERNAL,
+    # CreateKey in an external key store: the proxy does not know the external key, or it is not usable.
+    "XksKeyNotFoundException": EXTERNAL,
+    "XksKeyInvalidConfigurationException": EXTERNAL,
 }
 
 
@@ -226,9 +266,10 @@ class _Validator:
         elif kind in ("double", "float", "timestamp"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 self._fail(value, path, f"be of type {kind}", sensitive)
-        elif kind == "blob" and not isinstance(value, str):
-            self._fail(value, path, "be a base64-encoded string", sensitive)
-        # Other kinds (maps) do not occur in the custom key store inputs.
+        elif kind == "blob":
+            self._blob(value, definition, path, sensitive)
+        elif kind == "map":
+            self._map(value, definition, path, sensitive)
 
     def _structure(self, value: object, definition: Mapping[str, Any], path: str) -> None:
         if not isinstance(value, dict):
@@ -270,12 +311,41 @@ class _Validator:
         if "max" in definition and value > definition["max"]:
             self._fail(value, path, f"have value less than or equal to {definition['max']}", sensitive)
 
+    def _blob(self, value: object, definition: Mapping[str, Any], path: str, sensitive: bool) -> None:
+        # AWS JSON carries blobs base64-encoded; the model's lengths count the decoded bytes.
+        decoded = decode_blob(value)
+        if decoded is None:
+            self._fail(value, path, "be a base64-encoded string", sensitive)
+            return
+        if "min" in definition and len(decoded) < definition["min"]:
+            self._fail(value, path, f"have length greater than or equal to {definition['min']}", sensitive)
+        if "max" in definition and len(decoded) > definition["max"]:
+            self._fail(value, path, f"have length less than or equal to {definition['max']}", sensitive)
+
+    def _map(self, value: object, definition: Mapping[str, Any], path: str, sensitive: bool) -> None:
+        if not isinstance(value, dict):
+            self._fail(value, path, "be a map", sensitive)
+            return
+        for key, item in value.items():
+            self.check(key, definition["key"]["shape"], f"{path}.key")
+            self.check(item, definition["value"]["shape"], f"{path}.{key}")
+
     def _list(self, value: object, definition: Mapping[str, Any], path: str, sensitive: bool) -> None:
         if not isinstance(value, list):
             self._fail(value, path, "be a list", sensitive)
             return
         for index, item in enumerate(value):
             self.check(item, definition["member"]["shape"], f"{path}.{index + 1}.member")
+
+
+def decode_blob(value: object) -> bytes | None:
+    """The bytes of a base64-encoded blob member, or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def validate_input(operation: str, params: object) -> None:

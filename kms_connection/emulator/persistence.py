@@ -3,7 +3,9 @@
 Format (JSON, version 1)::
 
     {"format": "kms-connection-emulator-state", "version": 1, "saved_at": <epoch seconds>,
-     "stores": [{"Account": ..., "Region": ..., "CustomKeyStoreId": ..., "Sequence": n, ..., "Connection": {...}}]}
+     "stores": [{"Account": ..., "Region": ..., "CustomKeyStoreId": ..., "Sequence": n, ..., "Connection": {...}}],
+     "keys": [{"Account": ..., "Region": ..., "KeyId": ..., "Sequence": n, "Origin": ..., "Enabled": true, ...}],
+     "aliases": [{"Account": ..., "Region": ..., "AliasName": "alias/...", "TargetKeyId": ..., ...}]}
 
 Choices:
     * A transition under way is stored with its deadline as wall-clock epoch seconds (``time.time()``), since
@@ -18,6 +20,10 @@ Choices:
     * Faults, connect outcomes and the call log are run-time settings, not state: they are not saved, and
       neither are accounts or the sessions STS issued (a session's credentials never reach the disk).
     * ``Account`` was added after version 1 was first written: a store without one is the default account's.
+      ``keys`` and ``aliases`` came later still: a file without them has none. The ``KeyCount`` of stores in files
+      written before the emulator had keys (a test hook that pretended a store held keys) is ignored.
+    * A key's key material is never saved: it is derived from the key's ARN (``keys.py``). A key pending deletion
+      keeps its ``DeletionDate`` (epoch seconds); one whose date passed while the emulator was down is gone.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,7 @@ from kms_connection.states import ConnectionState
 
 from .accounts import DEFAULT_ACCOUNT, check_account_id
 from .errors import EmulatorConfigError, EmulatorStateError
+from .keys import KMS_ORIGIN, STORE_TYPE_OF_ORIGIN, AliasRecord, KeyRecord, is_key_id
 from .model import connection_error_codes
 from .store import CLOUDHSM, EXTERNAL, PUBLIC_ENDPOINT, VPC_ENDPOINT_SERVICE, Phase, StoreRecord
 
@@ -77,7 +85,6 @@ def record_to_json(record: StoreRecord, now: float, wall_now: float) -> dict[str
         "CustomKeyStoreType": record.store_type,
         "CreationDate": record.creation_date,
         "Sequence": record.seq,
-        "KeyCount": record.key_count,
         "Connection": {
             "State": phase.state.value,
             "ErrorCode": phase.error_code,
@@ -190,19 +197,136 @@ def record_from_json(data: object, where: str, now: float, wall_now: float) -> S
         creation_date=creation_date,
         seq=reader.integer("Sequence"),
         phase=phase,
-        key_count=reader.integer("KeyCount"),
         account=account,
         **optional,
     )
 
 
-def save(path: Path, records: Iterable[StoreRecord], now: float, wall_now: float) -> None:
-    """Write every store to ``path`` atomically (temporary file in the same directory, then ``os.replace``)."""
+def key_to_json(key: KeyRecord) -> dict[str, Any]:
+    """The JSON form of a key (no key material: there is none to save)."""
+    data: dict[str, Any] = {
+        "Account": key.account,
+        "Region": key.region,
+        "KeyId": key.key_id,
+        "Sequence": key.seq,
+        "CreationDate": key.creation_date,
+        "Origin": key.origin,
+        "Description": key.description,
+        "Enabled": key.enabled,
+    }
+    for name, value in (
+        ("CustomKeyStoreId", key.custom_key_store_id),
+        ("CloudHsmClusterId", key.cloudhsm_cluster_id),
+        ("XksKeyId", key.xks_key_id),
+        ("DeletionDate", key.deletion_date),
+    ):
+        if value is not None:
+            data[name] = value
+    return data
+
+
+def key_from_json(data: object, where: str, now: float, wall_now: float) -> KeyRecord:
+    """A key from its JSON form; ``EmulatorStateError`` (mentioning ``where``) if anything is off."""
+    if not isinstance(data, dict):
+        raise EmulatorStateError(f"{where}: a key must be a JSON object (found {type(data).__name__})")
+    reader = _Reader(data, where)
+    key_id = str(reader.string("KeyId"))
+    if not is_key_id(key_id):
+        raise reader.fail(f"KeyId must be a lower-case UUID (found {key_id!r})")
+    origin = str(reader.string("Origin"))
+    if origin != KMS_ORIGIN and origin not in STORE_TYPE_OF_ORIGIN:
+        raise reader.fail(f"Origin must be {KMS_ORIGIN} or one of {', '.join(STORE_TYPE_OF_ORIGIN)} (found {origin!r})")
+    store_id = reader.string("CustomKeyStoreId", optional=True)
+    if (origin == KMS_ORIGIN) != (store_id is None):
+        raise reader.fail("CustomKeyStoreId goes with Origin AWS_CLOUDHSM or EXTERNAL_KEY_STORE, and only with them")
+    enabled = data.get("Enabled")
+    if not isinstance(enabled, bool):
+        raise reader.fail(f"Enabled must be true or false (found {enabled!r})")
+    description = data.get("Description", "")
+    if not isinstance(description, str):
+        raise reader.fail("Description must be a string")
+    deletion_date = reader.number("DeletionDate", optional=True)
+    account = str(reader.string("Account"))
+    try:
+        check_account_id(account, "Account")
+    except EmulatorConfigError as error:
+        raise reader.fail(str(error)) from None
+    creation_date = reader.number("CreationDate")
+    assert creation_date is not None
+    return KeyRecord(
+        key_id=key_id,
+        region=str(reader.string("Region")),
+        account=account,
+        creation_date=creation_date,
+        seq=reader.integer("Sequence"),
+        origin=origin,
+        description=description,
+        custom_key_store_id=store_id,
+        cloudhsm_cluster_id=reader.string("CloudHsmClusterId", optional=True),
+        xks_key_id=reader.string("XksKeyId", optional=True),
+        enabled=enabled,
+        deletion_at=_from_wall(deletion_date, now, wall_now),
+        deletion_date=deletion_date,
+    )
+
+
+def alias_to_json(alias: AliasRecord) -> dict[str, Any]:
+    """The JSON form of an alias."""
+    return {
+        "Account": alias.account,
+        "Region": alias.region,
+        "AliasName": alias.name,
+        "TargetKeyId": alias.target_key_id,
+        "CreationDate": alias.creation_date,
+        "LastUpdatedDate": alias.last_updated_date,
+        "Sequence": alias.seq,
+    }
+
+
+def alias_from_json(data: object, where: str) -> AliasRecord:
+    """An alias from its JSON form; ``EmulatorStateError`` (mentioning ``where``) if anything is off."""
+    if not isinstance(data, dict):
+        raise EmulatorStateError(f"{where}: an alias must be a JSON object (found {type(data).__name__})")
+    reader = _Reader(data, where)
+    created, updated = reader.number("CreationDate"), reader.number("LastUpdatedDate")
+    assert created is not None and updated is not None
+    return AliasRecord(
+        name=str(reader.string("AliasName")),
+        region=str(reader.string("Region")),
+        account=str(reader.string("Account")),
+        target_key_id=str(reader.string("TargetKeyId")),
+        creation_date=created,
+        last_updated_date=updated,
+        seq=reader.integer("Sequence"),
+    )
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a state file holds: stores, keys and aliases."""
+
+    stores: list[StoreRecord]
+    keys: list[KeyRecord] = field(default_factory=list)
+    aliases: list[AliasRecord] = field(default_factory=list)
+
+
+def save(
+    path: Path,
+    records: Iterable[StoreRecord],
+    now: float,
+    wall_now: float,
+    keys: Iterable[KeyRecord] = (),
+    aliases: Iterable[AliasRecord] = (),
+) -> None:
+    """Write every store, key and alias to ``path`` atomically (temporary file in the same directory, then
+    ``os.replace``)."""
     document = {
         "format": FORMAT,
         "version": VERSION,
         "saved_at": wall_now,
         "stores": [record_to_json(record, now, wall_now) for record in records],
+        "keys": [key_to_json(key) for key in keys],
+        "aliases": [alias_to_json(alias) for alias in aliases],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -219,8 +343,8 @@ def save(path: Path, records: Iterable[StoreRecord], now: float, wall_now: float
         raise
 
 
-def load(path: Path, now: float, wall_now: float) -> list[StoreRecord] | None:
-    """The stores saved in ``path``, None if there is no such file; ``EmulatorStateError`` if it is unusable."""
+def load(path: Path, now: float, wall_now: float) -> Saved | None:
+    """What ``path`` holds, None if there is no such file; ``EmulatorStateError`` if it is unusable."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -259,4 +383,11 @@ def load(path: Path, now: float, wall_now: float) -> list[StoreRecord] | None:
             )
         seen.add(record.store_id)
         names.add((record.account, record.region, record.name))
-    return records
+    keys_data, aliases_data = document.get("keys", []), document.get("aliases", [])
+    if not isinstance(keys_data, list) or not isinstance(aliases_data, list):
+        raise EmulatorStateError(f'state file {path}: "keys" and "aliases" must be lists')
+    keys = [
+        key_from_json(item, f"state file {path}: keys[{index}]", now, wall_now) for index, item in enumerate(keys_data)
+    ]
+    aliases = [alias_from_json(item, f"state file {path}: aliases[{index}]") for index, item in enumerate(aliases_data)]
+    return Saved(records, keys, aliases)

@@ -11,18 +11,27 @@ A seed is a JSON file holding a list of entries, or the same list in Python. Eac
      "Region": "us-east-1",                                        # default us-east-1
      "Account": "111122223333",                                    # default 000000000000
      "ConnectionState": "DISCONNECTED",                            # default; FAILED needs ConnectionErrorCode
-     "ConnectOutcome": "succeed" | "hang" | "fail:CODE"}           # optional
+     "ConnectOutcome": "succeed" | "hang" | "fail:CODE",           # optional
+     "Keys": [{"KeyId": "1234abcd-...",                            # optional, default derived from the store id
+               "Description": "...",                               # optional
+               "KeyState": "Enabled" | "Disabled",                 # default Enabled
+               "XksKeyId": "...",                                  # external key stores; default derived
+               "Aliases": ["alias/payments"]}]}                     # optional
 
 Choices: fields are checked against the model's types, lengths and enums but not its patterns, so a demo
 can use readable placeholder ids; a password or secret in a seed is accepted and discarded; an unknown key is
 an error (a typo must not silently change a store). A seed whose id already exists (e.g. loaded from the state
-file) is skipped, but its ``ConnectOutcome`` still applies.
+file) is skipped, with its keys, but its ``ConnectOutcome`` still applies. A seeded key is made in its store whatever
+the store's state (as if it was made while the store was connected), with the store's origin; a key id left out is
+a UUID derived from the store id and the key's place in the list, so that it is the same at every start. Aliases
+are unique per account and Region across the whole seed.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +42,7 @@ from kms_connection.states import ConnectionState
 from .accounts import DEFAULT_ACCOUNT
 from .errors import EmulatorConfigError, EmulatorStateError, KmsError
 from .faults import outcome_misfit, parse_outcome
+from .keys import check_alias_name, is_key_id
 from .model import check_value, connection_error_codes, error_code_store_types
 from .store import CLOUDHSM, EXTERNAL, ConnectOutcome, StoreRecord, settled, store_fields
 
@@ -57,17 +67,31 @@ _SHAPES = {
     "ConnectionState": "ConnectionStateType",
     "ConnectionErrorCode": "ConnectionErrorCodeType",
 }
-_OTHER_KEYS = {"Account", "Region", "ConnectOutcome", "CreationDate", "XksProxyAuthenticationCredential"}
+_OTHER_KEYS = {"Account", "Region", "ConnectOutcome", "CreationDate", "XksProxyAuthenticationCredential", "Keys"}
+_KEY_KEYS = {"KeyId", "Description", "KeyState", "XksKeyId", "Aliases"}
+_KEY_STATES = ("Enabled", "Disabled")
+
+
+@dataclass(frozen=True)
+class SeedKey:
+    """One KMS key of a seeded store."""
+
+    key_id: str
+    description: str
+    enabled: bool
+    aliases: tuple[str, ...]
+    xks_key_id: str | None
 
 
 @dataclass(frozen=True)
 class SeedEntry:
-    """One seeded store: its record (sequence assigned on insertion), initial state and connect outcome."""
+    """One seeded store: its record (sequence assigned on insertion), initial state, connect outcome and keys."""
 
     record: StoreRecord
     state: ConnectionState
     error_code: str | None
     outcome: ConnectOutcome | None
+    keys: tuple[SeedKey, ...] = ()
 
 
 def _source_name(source: SeedSource) -> str:
@@ -94,7 +118,61 @@ def read_seed(source: SeedSource, created_at: float) -> list[SeedEntry]:
     duplicates = sorted({store_id for store_id in ids if ids.count(store_id) > 1})
     if duplicates:
         raise EmulatorStateError(f"{where}: custom key store id {duplicates[0]} appears more than once")
+    key_ids = [key.key_id for entry in parsed for key in entry.keys]
+    twice = sorted({key_id for key_id in key_ids if key_ids.count(key_id) > 1})
+    if twice:
+        raise EmulatorStateError(f"{where}: KMS key id {twice[0]} appears more than once")
+    aliases = [
+        (entry.record.account, entry.record.region, alias)
+        for entry in parsed
+        for key in entry.keys
+        for alias in key.aliases
+    ]
+    taken = sorted({alias for alias in aliases if aliases.count(alias) > 1})
+    if taken:
+        raise EmulatorStateError(f"{where}: alias {taken[0][2]} appears more than once in {taken[0][1]}")
     return parsed
+
+
+def _keys(item: dict[str, Any], store_id: str, store_type: str, where: str) -> tuple[SeedKey, ...]:
+    keys = item.get("Keys", [])
+    if not isinstance(keys, list):
+        raise EmulatorStateError(f"{where}: Keys must be a list of keys")
+    parsed: list[SeedKey] = []
+    for index, key in enumerate(keys):
+        at = f"{where}: Keys[{index}]"
+        if not isinstance(key, dict):
+            raise EmulatorStateError(f"{at}: must be a JSON object")
+        unknown = sorted(set(key) - _KEY_KEYS)
+        if unknown:
+            raise EmulatorStateError(f"{at}: unknown key {unknown[0]!r} (keys: {', '.join(sorted(_KEY_KEYS))})")
+        key_id = key.get("KeyId", str(uuid.uuid5(uuid.NAMESPACE_URL, f"kms-connection-seed:{store_id}/{index}")))
+        if not isinstance(key_id, str) or not is_key_id(key_id):
+            raise EmulatorStateError(f"{at}: KeyId must be a lower-case UUID (found {key_id!r})")
+        state = key.get("KeyState", "Enabled")
+        if state not in _KEY_STATES:
+            raise EmulatorStateError(f"{at}: KeyState must be Enabled or Disabled (found {state!r})")
+        description = key.get("Description", "")
+        if not isinstance(description, str):
+            raise EmulatorStateError(f"{at}: Description must be a string")
+        aliases = key.get("Aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):
+            raise EmulatorStateError(f"{at}: Aliases must be a list of alias names")
+        for alias in aliases:
+            try:
+                check_alias_name(alias)
+            except KmsError as error:
+                raise EmulatorStateError(f"{at}: {error.message}") from None
+        xks_key_id = key.get("XksKeyId")
+        if store_type == EXTERNAL:
+            xks_key_id = xks_key_id if xks_key_id is not None else f"xks-{key_id}"
+            problems = check_value(xks_key_id, "XksKeyIdType", "XksKeyId")
+            if problems:
+                raise EmulatorStateError(f"{at}: {'; '.join(problems)}")
+        elif xks_key_id is not None:
+            raise EmulatorStateError(f"{at}: XksKeyId is for a key in an external key store")
+        parsed.append(SeedKey(key_id, description, state == "Enabled", tuple(aliases), xks_key_id))
+    return tuple(parsed)
 
 
 def _entry(item: object, where: str, created_at: float) -> SeedEntry:
@@ -171,4 +249,4 @@ def _entry(item: object, where: str, created_at: float) -> SeedEntry:
         account=account,
         **fields,
     )
-    return SeedEntry(record, state, error_code, outcome)
+    return SeedEntry(record, state, error_code, outcome, _keys(item, record.store_id, store_type, where))

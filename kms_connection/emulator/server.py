@@ -9,8 +9,8 @@ body size and framing (413 / 411) -> SigV4 header (``MissingAuthenticationTokenE
 ``IncompleteSignatureException``) -> the credentials' account (``ExpiredTokenException`` for an expired session,
 ``UnrecognizedClientException`` for a session token that is not the one issued; see ``accounts``) -> target
 (``UnknownOperationException``, also for a KMS operation the emulator does not implement, as AWS answers an
-operation a service does not have) -> JSON body (``SerializationException``) -> faults -> model validation
-(``ValidationException``) -> the operation.
+operation a service does not have) -> JSON body (``SerializationException``) -> faults (a denied operation's
+``AccessDeniedException`` first) -> model validation (``ValidationException``) -> the operation.
 
 Every answer but STS's, whatever the method or however malformed the request, is JSON: KMS's
 ``{"__type", "message"}`` shape (405 for a method other than POST, 501 for one http.server does not know), or the
@@ -60,7 +60,10 @@ def unknown_operation(name: str) -> KmsError:
         return KmsError("UnknownOperationException", "Unknown operation (no X-Amz-Target).")
     hint = ""
     if name in model_operations():
-        hint = f" The KMS emulator implements only the custom key store operations: {', '.join(OPERATIONS)}."
+        hint = (
+            " The KMS emulator implements the custom key store operations and the key operations their keys need: "
+            f"{', '.join(OPERATIONS)}."
+        )
     return KmsError("UnknownOperationException", f"Unknown operation {echo(name)}.{hint}")
 
 
@@ -241,7 +244,8 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
             headers = {name.lower(): value for name, value in self.headers.items()}
             credential = parse_authorization(headers)
             region = scope_region = credential.region
-            account = service.principal(credential.access_key_id, headers.get("x-amz-security-token"), "kms").account
+            principal = service.principal(credential.access_key_id, headers.get("x-amz-security-token"), "kms")
+            account = principal.account
             if prefix != TARGET_PREFIX or not operation:
                 raise unknown_operation(target)
             if operation not in OPERATIONS:
@@ -258,7 +262,7 @@ class KmsRequestHandler(BaseHTTPRequestHandler):
             return
         assert account is not None
         try:
-            response = service.handle(operation, params, scope_region, account)
+            response = service.handle(operation, params, scope_region, account, principal.arn)
         except DropConnection:
             self._log(operation, region, store_id, "dropped", None, account)
             self._drop()

@@ -1,5 +1,5 @@
-"""The emulated service: KMS operations over the store registries (one per account), STS, faults, the call log and
-persistence.
+"""The emulated service: KMS operations over the store registries (one per account, each with the account's KMS keys),
+STS, faults, the call log and persistence.
 
 This layer knows nothing of HTTP: it takes an operation name, its decoded parameters, the Region and the account
 the request's credentials act in (``principal``), and returns the response object or raises ``KmsError`` /
@@ -9,6 +9,7 @@ clients can neither lose an update nor see half of one.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import time
@@ -24,7 +25,19 @@ from .calls import DROPPED, OK, Call, CallLog
 from .clock import Clock
 from .errors import EmulatorConfigError, EmulatorStateError, KmsError, not_found
 from .faults import DropConnection, FaultPlan, drill_error, outcome_misfit, parse_outcome, store_drill_misfit
-from .model import connection_error_codes, error_code_store_types, validate_input
+from .keys import (
+    DEFAULT_KEY_LIMIT,
+    KMS_ORIGIN,
+    ORIGIN_OF_STORE_TYPE,
+    AliasRecord,
+    KeyRecord,
+    KeyRing,
+    check_alias_name,
+    is_key_id,
+    keys_in,
+    new_key_id,
+)
+from .model import KEY_OPERATIONS, connection_error_codes, decode_blob, error_code_store_types, validate_input
 from .seeding import DEFAULT_REGION, SeedSource, read_seed
 from .store import (
     CLOUDHSM,
@@ -88,6 +101,7 @@ class KmsService:
         call_log_limit: int = 10_000,
         wall: Callable[[], float] = time.time,
         accounts: Accounts | None = None,
+        key_limit: int | None = DEFAULT_KEY_LIMIT,
     ) -> None:
         self.lock = threading.RLock()
         self.clock = clock
@@ -99,6 +113,9 @@ class KmsService:
         if store_limit is not None and store_limit < 0:
             raise EmulatorConfigError(f"store_limit cannot be negative (got {store_limit!r})")
         self._store_limit = store_limit
+        if key_limit is not None and key_limit < 0:
+            raise EmulatorConfigError(f"key_limit cannot be negative (got {key_limit!r})")
+        self._key_limit = key_limit
         self._consistency_lag = _non_negative("consistency_lag", consistency_lag)
         self._registries: dict[str, StoreRegistry] = {}
         self.accounts = accounts if accounts is not None else Accounts(wall=wall)
@@ -109,8 +126,8 @@ class KmsService:
         self._seed = read_seed(seed, wall()) if seed is not None else []
         if state_file is not None:
             loaded = persistence.load(state_file, clock.now(), wall())
-            for record in loaded or ():
-                self.registry(record.account).insert(record)
+            if loaded is not None:
+                self._insert_saved(loaded, state_file)
         self._apply_seed()
         # Outcomes and drills given at construction name stores that exist only now (seeds, the state file).
         self._check_drills_fit()
@@ -156,7 +173,9 @@ class KmsService:
         with self.lock:
             registry = self._registries.get(account)
             if registry is None:
-                registry = StoreRegistry(self._store_limit, self._consistency_lag, self._fresh_id, account=account)
+                registry = StoreRegistry(
+                    self._store_limit, self._consistency_lag, self._fresh_id, account=account, key_limit=self._key_limit
+                )
                 self._registries[account] = registry
             return registry
 
@@ -195,17 +214,27 @@ class KmsService:
     # -- requests --------------------------------------------------------------------------------------
 
     def handle(
-        self, operation: str, params: dict[str, Any], region: str, account: str = DEFAULT_ACCOUNT
+        self,
+        operation: str,
+        params: dict[str, Any],
+        region: str,
+        account: str = DEFAULT_ACCOUNT,
+        caller: str | None = None,
     ) -> dict[str, Any]:
         """Answer one KMS request (``operation`` is one of ``OPERATIONS``) in ``account``, logging it in the call
-        log."""
+        log; ``caller`` is the principal's ARN, as a denied request's message names it."""
         store_id = params.get("CustomKeyStoreId") if isinstance(params.get("CustomKeyStoreId"), str) else None
         with self.lock:
             now = self.clock.now()
             try:
-                self.faults.check(operation, region, now, account)
+                self.faults.check(
+                    operation, region, now, account, caller, _resource(operation, params, region, account)
+                )
                 validate_input(operation, params)
-                response = self._dispatch(operation, params, region, now, account)
+                if operation in KEY_OPERATIONS:
+                    response = self._dispatch_key(operation, params, region, now, account)
+                else:
+                    response = self._dispatch(operation, params, region, now, account)
             except DropConnection:
                 self.record_call(operation, store_id, region, DROPPED, now, account)
                 raise
@@ -295,6 +324,54 @@ class KmsService:
                 raise KmsError(
                     "KMSInternalException", f"The emulator could not save its state file: {error}", 500
                 ) from error
+        return response
+
+    def _dispatch_key(
+        self, operation: str, params: dict[str, Any], region: str, now: float, account: str
+    ) -> dict[str, Any]:
+        registry = self.registry(account)
+        keys = registry.keys
+        if operation == "DescribeKey":
+            return keys.describe_key(region, params["KeyId"], now)
+        if operation == "ListKeys":
+            return keys.list_keys(region, now, params.get("Limit"), params.get("Marker"))
+        if operation == "ListAliases":
+            return keys.list_aliases(region, now, params.get("KeyId"), params.get("Limit"), params.get("Marker"))
+        if operation in ("Encrypt", "Decrypt", "GenerateDataKey"):
+            return _cryptographic(keys, operation, params, region, now)
+        checkpoint = registry.checkpoint()
+        wall = self._wall()
+        response: dict[str, Any] = {}
+        key_ref = params.get("KeyId", "")
+        if operation == "CreateKey":
+            record = keys.create_key(region, params, now, wall)
+            store_id = record.custom_key_store_id
+            if store_id is not None:
+                # Making the key material reaches the store's cluster or proxy, where a drill's cause lies.
+                store_type = registry.get(region, store_id).store_type
+                error = self.faults.take_drill(operation, region, store_id, store_type)
+                if error is not None:
+                    registry.restore(checkpoint)
+                    raise drill_error(error)
+            response = {"KeyMetadata": record.metadata(registry, now)}
+        elif operation == "CreateAlias":
+            keys.create_alias(region, params["AliasName"], params["TargetKeyId"], now, wall)
+        elif operation == "EnableKey":
+            keys.enable_key(region, key_ref, now)
+        elif operation == "DisableKey":
+            keys.disable_key(region, key_ref, now)
+        elif operation == "ScheduleKeyDeletion":
+            response = keys.schedule_deletion(region, key_ref, params.get("PendingWindowInDays"), now, wall)
+        else:
+            assert operation == "CancelKeyDeletion", operation
+            response = keys.cancel_deletion(region, key_ref, now)
+        try:
+            self._save(now)
+        except OSError as error:
+            registry.restore(checkpoint)
+            raise KmsError(
+                "KMSInternalException", f"The emulator could not save its state file: {error}", 500
+            ) from error
         return response
 
     # -- direct access (tests, admin) ------------------------------------------------------------------
@@ -393,13 +470,120 @@ class KmsService:
         with self.lock:
             return self.registry(self.account_of(store_id, region)).state_of(region, store_id, self.clock.now())
 
+    def create_key(
+        self,
+        store_id: str | None = None,
+        region: str = DEFAULT_REGION,
+        *,
+        account: str | None = None,
+        description: str = "",
+        enabled: bool = True,
+        aliases: tuple[str, ...] = (),
+        key_id: str | None = None,
+        xks_key_id: str | None = None,
+    ) -> str:
+        """Create a KMS key directly (not logged, no quota, whatever the store's state) and return its id.
+
+        In ``store_id`` (then in the store's account; its origin follows the store's type, an external key gets an
+        ``xks_key_id``) or, with None, an ``AWS_KMS`` key of ``account`` (default 000000000000). ``aliases`` are
+        created for it. ``EmulatorConfigError`` for an unknown store, a taken id or alias, or a bad name.
+        """
+        with self.lock:
+            now = self.clock.now()
+            if store_id is not None:
+                store = self._locate(store_id, region)
+                if store is None:
+                    raise EmulatorConfigError(f"no custom key store {store_id} in {region}")
+                owner = store.account
+                if account is not None and account != owner:
+                    raise EmulatorConfigError(f"custom key store {store_id} is of account {owner}, not {account}")
+            else:
+                store = None
+                owner = check_account_id(account or DEFAULT_ACCOUNT, "account")
+            registry = self.registry(owner)
+            new_id = key_id or new_key_id()
+            if not is_key_id(new_id):
+                raise EmulatorConfigError(f"a KMS key id is a lower-case UUID (got {new_id!r})")
+            if store is not None and store.store_type == EXTERNAL:
+                xks_key_id = xks_key_id or f"xks-{new_id}"
+            elif xks_key_id is not None:
+                raise EmulatorConfigError("xks_key_id is for a key in an external key store")
+            record = KeyRecord(
+                key_id=new_id,
+                region=region,
+                account=owner,
+                creation_date=self._wall(),
+                seq=0,
+                origin=ORIGIN_OF_STORE_TYPE[store.store_type] if store is not None else KMS_ORIGIN,
+                description=description,
+                custom_key_store_id=store_id,
+                cloudhsm_cluster_id=store.cloudhsm_cluster_id if store is not None else None,
+                xks_key_id=xks_key_id,
+                enabled=enabled,
+            )
+            checkpoint = registry.checkpoint()
+            try:
+                if any(self.registry(a).keys.find(new_id) for a in list(self._registries)):
+                    raise ValueError(f"KMS key {new_id} already exists")
+                registry.keys.insert_key(record)
+                for name in aliases:
+                    self._insert_alias(registry, region, name, new_id)
+            except (ValueError, KmsError) as error:
+                registry.restore(checkpoint)
+                raise EmulatorConfigError(error.message if isinstance(error, KmsError) else str(error)) from None
+            self._save(now)
+            return new_id
+
+    def _key_registry(self, key_id: str, region: str) -> StoreRegistry:
+        for registry in self._registries.values():
+            key = registry.keys.find(key_id)
+            if key is not None and key.region == region:
+                return registry
+        raise EmulatorConfigError(f"no KMS key {key_id} in {region}")
+
+    def _insert_alias(self, registry: StoreRegistry, region: str, name: str, key_id: str) -> None:
+        check_alias_name(name)
+        wall = self._wall()
+        registry.keys.insert_alias(AliasRecord(name, region, registry.account, key_id, wall, wall, 0))
+
+    def create_alias(self, name: str, key_id: str, region: str = DEFAULT_REGION) -> None:
+        """Point a new alias at a key directly (not logged); ``EmulatorConfigError`` for a bad or taken name."""
+        with self.lock:
+            registry = self._key_registry(key_id, region)
+            try:
+                self._insert_alias(registry, region, name, key_id)
+            except (ValueError, KmsError) as error:
+                raise EmulatorConfigError(error.message if isinstance(error, KmsError) else str(error)) from None
+            self._save(self.clock.now())
+
     def set_key_count(self, store_id: str, count: int, region: str = DEFAULT_REGION) -> None:
-        """Test hook: pretend the store holds ``count`` KMS keys (DeleteCustomKeyStore is refused while > 0)."""
+        """Make the store hold exactly ``count`` KMS keys: new enabled keys are created directly, or the newest
+        are deleted at once (as if their deletion window had passed)."""
         if count < 0:
             raise EmulatorConfigError(f"a key count cannot be negative (got {count!r})")
         with self.lock:
-            self.registry(self.account_of(store_id, region)).set_key_count(region, store_id, count)
+            registry = self.registry(self.account_of(store_id, region))
+            held = keys_in(registry.keys.keys(region, self.clock.now()), store_id)
+            for key in held[count:][::-1]:
+                registry.keys.remove_key(region, key.key_id)
+        for _ in range(count - len(held)):
+            self.create_key(store_id, region)
+        with self.lock:
             self._save(self.clock.now())
+
+    def keys(self) -> list[dict[str, Any]]:
+        """Every KMS key of every account and Region as DescribeKey shows it, with its aliases, for the admin
+        endpoint."""
+        with self.lock:
+            now = self.clock.now()
+            found: list[dict[str, Any]] = []
+            for account in sorted(self._registries):
+                registry = self._registries[account]
+                aliases = registry.keys.all_aliases(now)
+                for key in registry.keys.all_keys(now):
+                    names = [alias.name for alias in aliases if alias.target_key_id == key.key_id]
+                    found.append({"Region": key.region, **key.metadata(registry, now), "Aliases": names})
+            return found
 
     def stores(self) -> list[dict[str, Any]]:
         """Every store of every account and Region with its true current state (no secrets), for the admin
@@ -479,10 +663,92 @@ class KmsService:
                     raise EmulatorStateError(f"seed store {record.store_id}: {error.message}") from None
                 phase = self._initial_phase(record.region, record.store_id, entry.state, entry.error_code, now)
                 self.registry(record.account).set_phase(record.region, record.store_id, phase)
+                for key in entry.keys:
+                    try:
+                        self.create_key(
+                            record.store_id,
+                            record.region,
+                            description=key.description,
+                            enabled=key.enabled,
+                            aliases=key.aliases,
+                            key_id=key.key_id,
+                            xks_key_id=key.xks_key_id,
+                        )
+                    except EmulatorConfigError as error:
+                        raise EmulatorStateError(f"seed store {record.store_id}: {error}") from None
                 added = True
             if added or force_save:
                 self._save(now)
 
     def _save(self, now: float) -> None:
         if self.state_file is not None:
-            persistence.save(self.state_file, self.all_records(), now, self._wall())
+            registries = [self._registries[account] for account in sorted(self._registries)]
+            keys = [key for registry in registries for key in registry.keys.all_keys(now)]
+            aliases = [alias for registry in registries for alias in registry.keys.all_aliases(now)]
+            persistence.save(self.state_file, self.all_records(), now, self._wall(), keys, aliases)
+
+    def _insert_saved(self, saved: persistence.Saved, state_file: Path) -> None:
+        for record in saved.stores:
+            self.registry(record.account).insert(record)
+        try:
+            for key in saved.keys:
+                self.registry(key.account).keys.insert_key(key)
+            for alias in saved.aliases:
+                self.registry(alias.account).keys.insert_alias(alias)
+        except ValueError as error:
+            raise EmulatorStateError(f"state file {state_file}: {error}") from None
+
+
+_DATA_KEY_BYTES = {"AES_256": 32, "AES_128": 16}
+_DRY_RUN = "The request would have succeeded, but the DryRun option is set."
+
+
+def _resource(operation: str, params: dict[str, Any], region: str, account: str) -> str:
+    """The resource a denial names: the key a request acts on, or ``*`` for a request on no one key."""
+    key_ref = params.get("KeyId") or params.get("TargetKeyId")
+    if operation not in KEY_OPERATIONS or operation in ("CreateKey", "ListKeys") or not isinstance(key_ref, str):
+        return "*"
+    if key_ref.startswith("arn:"):
+        return key_ref
+    if key_ref.startswith("alias/"):
+        return f"arn:aws:kms:{region}:{account}:{key_ref}"
+    return f"arn:aws:kms:{region}:{account}:key/{key_ref}"
+
+
+def _encoded(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _cryptographic(keys: KeyRing, operation: str, params: dict[str, Any], region: str, now: float) -> dict[str, Any]:
+    """Encrypt, Decrypt or GenerateDataKey (``params`` already valid against the model)."""
+    if params.get("Recipient") is not None:
+        raise KmsError("ValidationException", "The KMS emulator does not support Recipient (Nitro Enclaves).")
+    algorithm = params.get("EncryptionAlgorithm")
+    if algorithm is not None and algorithm != "SYMMETRIC_DEFAULT":
+        raise KmsError(
+            "InvalidKeyUsageException",
+            f"Symmetric encryption KMS keys support the SYMMETRIC_DEFAULT encryption algorithm, not {algorithm}.",
+        )
+    context: dict[str, str] = params.get("EncryptionContext") or {}
+    if operation == "Decrypt":
+        ciphertext = decode_blob(params.get("CiphertextBlob"))
+        if ciphertext is None:
+            raise KmsError("ValidationException", "CiphertextBlob is required.")
+        key, plaintext = keys.decrypt(region, ciphertext, params.get("KeyId"), context, now)
+        if params.get("DryRun"):
+            raise KmsError("DryRunOperationException", _DRY_RUN)
+        return {"KeyId": key.arn, "Plaintext": _encoded(plaintext), "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+    if operation == "Encrypt":
+        plaintext = decode_blob(params["Plaintext"]) or b""
+        key, sealed = keys.encrypt(region, params["KeyId"], plaintext, context, now)
+        if params.get("DryRun"):
+            raise KmsError("DryRunOperationException", _DRY_RUN)
+        return {"CiphertextBlob": _encoded(sealed), "KeyId": key.arn, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+    count, spec = params.get("NumberOfBytes"), params.get("KeySpec")
+    if (count is None) == (spec is None):
+        raise KmsError("ValidationException", "Specify either KeySpec or NumberOfBytes, but not both.")
+    data_key = secrets.token_bytes(count if count is not None else _DATA_KEY_BYTES[str(spec)])
+    key, sealed = keys.encrypt(region, params["KeyId"], data_key, context, now)
+    if params.get("DryRun"):
+        raise KmsError("DryRunOperationException", _DRY_RUN)
+    return {"CiphertextBlob": _encoded(sealed), "Plaintext": _encoded(data_key), "KeyId": key.arn}

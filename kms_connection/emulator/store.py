@@ -1,4 +1,5 @@
-"""Custom key stores, their connection state machine, and the per-Region registry of an account: pure rules, no I/O.
+"""Custom key stores, their connection state machine, and the per-Region registry of an account (with the account's KMS
+keys, ``keys.py``): pure rules, no I/O.
 
 Nothing here reads a clock, a file or a socket: every method takes ``now`` (seconds of the emulator's clock),
 so the same inputs always give the same answer and a ``FakeClock`` drives every transition.
@@ -20,8 +21,8 @@ State machine
       ``FAILED``, ``DISCONNECTING``), even a rename.
     * Changing ``XksProxyConnectivity`` needs a new ``XksProxyUriEndpoint`` in the same request.
 ``DeleteCustomKeyStore``
-    * Requires ``DISCONNECTED`` and no KMS keys (``CustomKeyStoreHasCMKsException`` otherwise; the key count is
-      a test hook, since the emulator has no KMS keys).
+    * Requires ``DISCONNECTED`` and no KMS keys, pending deletion or not (``CustomKeyStoreHasCMKsException``
+      otherwise). The keys are the registry's ``keys`` (``keys.py``).
 
 Choices where the KMS documentation leaves a case open:
     * The outcome and the duration of a connect are fixed when the connect starts: changing them afterwards
@@ -62,6 +63,7 @@ from kms_connection.states import ConnectionState
 
 from .accounts import DEFAULT_ACCOUNT
 from .errors import KmsError, not_found
+from .keys import DEFAULT_KEY_LIMIT, KeyCheckpoint, KeyRing
 
 CLOUDHSM = "AWS_CLOUDHSM"
 EXTERNAL = "EXTERNAL_KEY_STORE"
@@ -167,7 +169,6 @@ class StoreRecord:
     xks_vpc_endpoint_service_name: str | None = None
     xks_vpc_endpoint_service_owner: str | None = None
     xks_access_key_id: str | None = None
-    key_count: int = 0
     account: str = DEFAULT_ACCOUNT
 
     def entry(self, at: float) -> dict[str, Any]:
@@ -304,13 +305,15 @@ class _Region:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """An opaque copy of a registry's contents, to roll back a change that could not be saved."""
+    """An opaque copy of a registry's contents (its keys too), to roll back a change that could not be saved."""
 
     regions: dict[str, _Region]
+    keys: KeyCheckpoint
 
 
 class StoreRegistry:
-    """Every custom key store of one account, per Region, with the operations' rules.
+    """Every custom key store of one account, per Region, with the operations' rules; ``keys`` holds the account's
+    KMS keys and aliases.
 
     Not thread-safe: the caller holds one lock around every call.
     """
@@ -321,12 +324,14 @@ class StoreRegistry:
         consistency_lag: float = 0.0,
         new_id: Callable[[], str] = new_store_id,
         account: str = DEFAULT_ACCOUNT,
+        key_limit: int | None = DEFAULT_KEY_LIMIT,
     ) -> None:
         self.account = account
         self.store_limit = store_limit
         self.consistency_lag = consistency_lag
         self._new_id = new_id
         self._regions: dict[str, _Region] = {}
+        self.keys = KeyRing(account, self, key_limit)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -516,10 +521,11 @@ class StoreRegistry:
                 f"Custom key store {store_id} cannot be deleted: its connection state is {state.value}. "
                 "Disconnect it first."
             )
-        if record.key_count:
+        count = self.keys.count_in_store(region, store_id, now)
+        if count:
             raise KmsError(
                 "CustomKeyStoreHasCMKsException",
-                f"Custom key store {store_id} cannot be deleted: it contains {record.key_count} KMS keys. "
+                f"Custom key store {store_id} cannot be deleted: it contains {count} KMS keys. "
                 "Schedule their deletion and wait until they are deleted.",
             )
         self._put_deleted(region, store_id, now)
@@ -587,12 +593,6 @@ class StoreRegistry:
         region.slots[record.store_id] = _Slot(-math.inf, [(-math.inf, record)])
         return record
 
-    def set_key_count(self, region: str, store_id: str, count: int) -> None:
-        """Test hook: pretend ``store_id`` holds ``count`` KMS keys (delete is refused while it is > 0)."""
-        record = self.get(region, store_id)
-        slot = self._regions[region].slots[store_id]
-        slot.versions[-1] = (slot.versions[-1][0], replace(record, key_count=count))
-
     def set_phase(self, region: str, store_id: str, phase: Phase) -> None:
         """Put a store in ``phase`` directly, visible at once (test set-up and seeds)."""
         record = self.get(region, store_id)
@@ -600,8 +600,9 @@ class StoreRegistry:
         slot.versions = [(-math.inf, replace(record, phase=phase))]
 
     def clear(self) -> None:
-        """Forget every store of every Region."""
+        """Forget every store of every Region, and every key."""
         self._regions.clear()
+        self.keys.clear()
 
     def checkpoint(self) -> Checkpoint:
         """A copy of the contents, for ``restore``."""
@@ -609,11 +610,12 @@ class StoreRegistry:
         for name, region in self._regions.items():
             slots = {store_id: _Slot(slot.born, list(slot.versions)) for store_id, slot in region.slots.items()}
             copied[name] = _Region(slots, region.next_seq)
-        return Checkpoint(copied)
+        return Checkpoint(copied, self.keys.checkpoint())
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Go back to the contents of ``checkpoint``."""
         self._regions = checkpoint.regions
+        self.keys.restore(checkpoint.keys)
 
     # -- internals -------------------------------------------------------------------------------------
 
