@@ -3,16 +3,19 @@
 Plain Python with no I/O, so every case is a row in a table test. The reconciler (``reconciler.py``) runs the
 observe -> decide -> act loop around :func:`advance`; ``diff`` prints :func:`plan`, which replays :func:`decide`
 over the transitions it expects, so the preview line and the real run can never disagree. :func:`standing` is
-the rule for a store that several resources of one deployment name.
+the rule for a store that several resources of one deployment name. :func:`breaks_keys`, :func:`blast_radius` and
+:func:`guard_refusal` decide what a disconnect's key census (``KeyCensus``, listed by the gateway) means for the
+plan, and :func:`plan_line` words the preview's line.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from .states import ConnectionState, DesiredState
+from .states import ConnectionState, DesiredState, DisconnectGuard
 
 # States in which a store that was asked to connect is making (or has made) progress towards CONNECTED.
 _PROGRESS_AFTER_CONNECT = frozenset({ConnectionState.CONNECTING, ConnectionState.CONNECTED})
@@ -336,3 +339,129 @@ def standing(desired: DesiredState, release: bool, others: Collection[DesiredSta
         return Standing.YIELD if DesiredState.CONNECTED in others else Standing.FREE
     opposite = DesiredState.DISCONNECTED if desired is DesiredState.CONNECTED else DesiredState.CONNECTED
     return Standing.CONFLICT if opposite in others else Standing.FREE
+
+
+# --- what a disconnect breaks -------------------------------------------------------------------------------------
+
+KEYS_NAMED = 5
+"""How many keys a line names before it says "and N more": enough to recognise the store, short enough to read."""
+ENABLED = "Enabled"
+"""The ``KeyState`` of a key that cryptographic operations can use, and a disconnect makes unusable."""
+
+
+@dataclass(frozen=True)
+class StoreKey:
+    """One KMS key of a custom key store, as DescribeKey reports it, and its aliases (ListAliases)."""
+
+    key_id: str
+    state: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.state == ENABLED
+
+    def describe(self) -> str:
+        """``alias/payments (1234abcd-...)``, or the key id alone when it has no alias."""
+        return f"{', '.join(self.aliases)} ({self.key_id})" if self.aliases else self.key_id
+
+
+@dataclass(frozen=True)
+class KeyCensus:
+    """The KMS keys of one custom key store, or why they could not be counted.
+
+    KMS has no call that lists a store's keys: the gateway lists the Region's keys (ListKeys), reads each
+    (DescribeKey's ``CustomKeyStoreId``) and names the ones a line shows (ListAliases). ``uncounted`` says why the
+    keys are not known (a denied ListKeys or DescribeKey, an error that retries did not cure); ``aliases_unread``
+    why they are named by id only.
+    """
+
+    keys: tuple[StoreKey, ...] = ()
+    uncounted: str | None = None
+    aliases_unread: str | None = None
+
+    @property
+    def counted(self) -> bool:
+        return self.uncounted is None
+
+    @property
+    def enabled(self) -> list[StoreKey]:
+        """The keys a disconnect makes unusable, by key id (the order lines name them in)."""
+        return sorted((key for key in self.keys if key.enabled), key=lambda key: key.key_id)
+
+
+def breaks_keys(observation: Observation, desired: DesiredState) -> bool:
+    """Whether converging a store to ``desired`` disconnects it for good, so that its keys go dark: a plan with a
+    disconnect towards DISCONNECTED. A FAILED store's repair (disconnect, then connect) does not count: it ends
+    connected, and its keys are unusable while it is FAILED anyway."""
+    return desired is DesiredState.DISCONNECTED and Action.DISCONNECT.value in plan(observation, desired)
+
+
+def keys_to_name(census: KeyCensus) -> list[str]:
+    """The enabled keys a line names (at most ``KEYS_NAMED``), by id: the ones whose aliases are worth reading."""
+    return [key.key_id for key in census.enabled[:KEYS_NAMED]]
+
+
+def blast_radius(census: KeyCensus, *, refused: bool = False) -> str:
+    """What a disconnect breaks, in words: ``2 enabled keys become unusable: alias/payments (1234abcd-...),
+    5678efgh-...`` (at most ``KEYS_NAMED`` keys, then "and N more"), that none does, or why the keys were not
+    counted. ``refused``: the disconnect will not happen, so the keys "would become" unusable."""
+    if not census.counted:
+        return f"keys not counted: {census.uncounted}"
+    enabled = census.enabled
+    if enabled:
+        noun = "key" if len(enabled) == 1 else "keys"
+        verb = "would become" if refused else ("becomes" if len(enabled) == 1 else "become")
+        text = f"{len(enabled)} enabled {noun} {verb} unusable: {_named(enabled)}"
+        if census.aliases_unread:
+            text += f" (aliases not read: {census.aliases_unread})"
+        return text
+    if not census.keys:
+        return "no KMS keys in the store"
+    counts = Counter(key.state for key in census.keys)
+    states = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+    noun = "key" if len(census.keys) == 1 else "keys"
+    return f"no enabled key becomes unusable (the store holds {len(census.keys)} {noun}: {states})"
+
+
+def guard_refusal(guard: DisconnectGuard, census: KeyCensus) -> str | None:
+    """Why ``guard`` refuses a disconnect, given the store's keys; None when the disconnect may go on.
+
+    ``refuse`` refuses a store that holds enabled keys, and fails closed when the keys could not be counted: a
+    guard that let a disconnect through because it could not look would guard nothing.
+    """
+    if guard is not DisconnectGuard.REFUSE:
+        return None
+    if not census.counted:
+        return f"the keys in the store could not be counted ({census.uncounted}), so it fails closed"
+    enabled = census.enabled
+    if not enabled:
+        return None
+    noun = "key" if len(enabled) == 1 else "keys"
+    return f"the store holds {len(enabled)} enabled KMS {noun} that a disconnect makes unusable: {_named(enabled)}"
+
+
+def plan_line(
+    observation: Observation,
+    desired: DesiredState,
+    census: KeyCensus | None = None,
+    guard: DisconnectGuard = DisconnectGuard.WARN,
+) -> str:
+    """The preview's words for a store that exists (the line names the store before them): ``observed CONNECTED,
+    desired DISCONNECTED: will disconnect; 2 enabled keys become unusable: ...``. ``census`` is given when the plan
+    breaks keys (:func:`breaks_keys`) and the guard is not ``off``; a refusing guard turns "will disconnect" into
+    "will refuse to disconnect"."""
+    steps = plan(observation, desired)
+    head = f"observed {observation.describe()}, desired {desired.value}"
+    if census is None:
+        return f"{head}: {describe_plan(steps)}"
+    if guard_refusal(guard, census) is not None:
+        radius = blast_radius(census, refused=True)
+        return f"{head}: will refuse to disconnect (disconnect_guard is '{guard.value}'); {radius}"
+    return f"{head}: {describe_plan(steps)}; {blast_radius(census)}"
+
+
+def _named(keys: list[StoreKey]) -> str:
+    shown = ", ".join(key.describe() for key in keys[:KEYS_NAMED])
+    rest = len(keys) - KEYS_NAMED
+    return f"{shown}, and {rest} more" if rest > 0 else shown

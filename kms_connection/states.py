@@ -33,6 +33,16 @@ class OnDelete(str, Enum):
     RETAIN = "retain"
 
 
+class DisconnectGuard(str, Enum):
+    """What a resource does before it disconnects a store (the ``disconnect_guard`` input): say which KMS keys the
+    disconnect makes unusable (``warn``), refuse to disconnect a store that holds enabled keys (``refuse``), or
+    neither, with no key calls (``off``)."""
+
+    WARN = "warn"
+    OFF = "off"
+    REFUSE = "refuse"
+
+
 # Remedies follow the KMS Developer Guide's troubleshooting page for custom key stores. Every code must be
 # followed by the same first step before a retry: a FAILED store must be disconnected before it can be connected
 # again, which this provider does by itself on the next `pulumi up`.

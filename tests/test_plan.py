@@ -18,19 +18,26 @@ from kms_connection.plan import (
     CONSISTENCY_SECONDS,
     Action,
     Failure,
+    KeyCensus,
     Observation,
     Progress,
     Standing,
     Step,
+    StoreKey,
     advance,
+    blast_radius,
+    breaks_keys,
     contradicts,
     decide,
     describe_plan,
+    guard_refusal,
+    keys_to_name,
     next_up,
     plan,
+    plan_line,
     standing,
 )
-from kms_connection.states import ConnectionState, DesiredState
+from kms_connection.states import ConnectionState, DesiredState, DisconnectGuard
 
 C = ConnectionState
 UP = DesiredState.CONNECTED
@@ -500,3 +507,129 @@ STANDINGS = [
 )
 def test_standing(desired: DesiredState, release: bool, others: list[DesiredState], expected: Standing) -> None:
     assert standing(desired, release, others) is expected
+
+
+# --- what a disconnect breaks -------------------------------------------------------------------------------------
+
+KEY_A = "1234abcd-12ab-34cd-56ef-1234567890ab"
+KEY_B = "5678efgh-0000-4000-8000-000000000000"
+PAYMENTS = StoreKey(KEY_A, "Enabled", ("alias/payments",))
+PLAIN = StoreKey(KEY_B, "Enabled")
+DENIED = "kms:ListKeys is denied (AccessDeniedException: User: arn:aws:iam::111122223333:root is not authorized)"
+
+# Whether a plan disconnects a store for good, for every observed state and desired state.
+BREAKS_KEYS: list[tuple[C | None, DesiredState, bool]] = [
+    (C.CONNECTED, DOWN, True),
+    (C.CONNECTING, DOWN, True),
+    (C.FAILED, DOWN, True),
+    (C.DISCONNECTING, DOWN, False),  # a wait, no request
+    (C.DISCONNECTED, DOWN, False),
+    (None, DOWN, False),
+    (C.FAILED, UP, False),  # the repair: disconnect, then connect
+    (C.CONNECTED, UP, False),
+    (C.CONNECTING, UP, False),
+    (C.DISCONNECTING, UP, False),
+    (C.DISCONNECTED, UP, False),
+    (None, UP, False),
+]
+
+
+def test_the_breaks_keys_table_covers_every_state_and_desired_state() -> None:
+    assert {(state, desired) for state, desired, _ in BREAKS_KEYS} == {
+        (state, desired) for state in [*C, None] for desired in DesiredState
+    }
+
+
+@pytest.mark.parametrize(("state", "desired", "expected"), BREAKS_KEYS)
+def test_breaks_keys(state: C | None, desired: DesiredState, expected: bool) -> None:
+    assert breaks_keys(Observation(state, "NETWORK_ERRORS" if state is C.FAILED else None), desired) is expected
+
+
+def test_blast_radius_names_each_enabled_key_by_alias_and_id() -> None:
+    census = KeyCensus((PLAIN, StoreKey("9999aaaa-0000-4000-8000-000000000000", "Disabled"), PAYMENTS))
+    assert blast_radius(census) == f"2 enabled keys become unusable: alias/payments ({KEY_A}), {KEY_B}"
+
+
+def test_blast_radius_of_one_key_is_singular() -> None:
+    assert blast_radius(KeyCensus((PLAIN,))) == f"1 enabled key becomes unusable: {KEY_B}"
+
+
+def test_blast_radius_names_at_most_five_keys_then_says_how_many_more() -> None:
+    keys = tuple(StoreKey(f"{index:08x}-0000-4000-8000-000000000000", "Enabled") for index in range(8))
+    text = blast_radius(KeyCensus(keys))
+    assert text.startswith("8 enabled keys become unusable: 00000000-")
+    assert text.endswith("00000004-0000-4000-8000-000000000000, and 3 more")
+
+
+def test_keys_to_name_are_the_keys_a_line_shows() -> None:
+    keys = tuple(StoreKey(f"{index:08x}-0000-4000-8000-000000000000", "Enabled") for index in reversed(range(8)))
+    census = KeyCensus((*keys, StoreKey("00000000-1111-4000-8000-000000000000", "Disabled")))
+    assert keys_to_name(census) == [f"{index:08x}-0000-4000-8000-000000000000" for index in range(5)]
+
+
+def test_blast_radius_of_a_store_with_no_enabled_key_says_so_and_what_it_holds() -> None:
+    census = KeyCensus((StoreKey(KEY_A, "Unavailable"), StoreKey(KEY_B, "Unavailable"), StoreKey(KEY_A, "Disabled")))
+    assert blast_radius(census) == "no enabled key becomes unusable (the store holds 3 keys: 1 Disabled, 2 Unavailable)"
+
+
+def test_blast_radius_of_a_store_with_no_keys() -> None:
+    assert blast_radius(KeyCensus()) == "no KMS keys in the store"
+
+
+def test_blast_radius_of_uncounted_keys_says_why() -> None:
+    assert blast_radius(KeyCensus(uncounted=DENIED)) == f"keys not counted: {DENIED}"
+
+
+def test_blast_radius_says_when_aliases_could_not_be_read() -> None:
+    census = KeyCensus((PLAIN,), aliases_unread="kms:ListAliases is denied")
+    assert blast_radius(census).endswith("(aliases not read: kms:ListAliases is denied)")
+
+
+@pytest.mark.parametrize("guard", [DisconnectGuard.WARN, DisconnectGuard.OFF])
+def test_only_refuse_ever_refuses(guard: DisconnectGuard) -> None:
+    assert guard_refusal(guard, KeyCensus((PAYMENTS,))) is None
+    assert guard_refusal(guard, KeyCensus(uncounted=DENIED)) is None
+
+
+def test_refuse_refuses_a_store_holding_enabled_keys_naming_them() -> None:
+    refusal = guard_refusal(DisconnectGuard.REFUSE, KeyCensus((PAYMENTS, PLAIN)))
+    assert refusal == (
+        f"the store holds 2 enabled KMS keys that a disconnect makes unusable: alias/payments ({KEY_A}), {KEY_B}"
+    )
+
+
+def test_refuse_lets_a_store_without_enabled_keys_go() -> None:
+    census = KeyCensus((StoreKey(KEY_A, "Disabled"), StoreKey(KEY_B, "PendingDeletion")))
+    assert guard_refusal(DisconnectGuard.REFUSE, census) is None
+    assert guard_refusal(DisconnectGuard.REFUSE, KeyCensus()) is None
+
+
+def test_refuse_fails_closed_when_the_keys_could_not_be_counted() -> None:
+    refusal = guard_refusal(DisconnectGuard.REFUSE, KeyCensus(uncounted=DENIED))
+    assert refusal == f"the keys in the store could not be counted ({DENIED}), so it fails closed"
+
+
+def test_plan_line_without_a_census_is_the_plan() -> None:
+    line = plan_line(Observation(C.FAILED, "USER_LOCKED_OUT"), UP)
+    assert line == "observed FAILED (USER_LOCKED_OUT), desired CONNECTED: will disconnect, then connect"
+
+
+def test_plan_line_of_a_disconnect_adds_what_it_breaks() -> None:
+    line = plan_line(Observation(C.CONNECTED), DOWN, KeyCensus((PAYMENTS, PLAIN)))
+    assert line == (
+        "observed CONNECTED, desired DISCONNECTED: will disconnect; 2 enabled keys become unusable: "
+        f"alias/payments ({KEY_A}), {KEY_B}"
+    )
+
+
+def test_plan_line_of_a_refused_disconnect_says_it_will_refuse_and_what_would_break() -> None:
+    line = plan_line(Observation(C.CONNECTED), DOWN, KeyCensus((PLAIN,)), DisconnectGuard.REFUSE)
+    assert line == (
+        "observed CONNECTED, desired DISCONNECTED: will refuse to disconnect (disconnect_guard is 'refuse'); "
+        f"1 enabled key would become unusable: {KEY_B}"
+    )
+
+
+def test_plan_line_of_a_guarded_disconnect_with_uncounted_keys_will_refuse() -> None:
+    line = plan_line(Observation(C.CONNECTED), DOWN, KeyCensus(uncounted=DENIED), DisconnectGuard.REFUSE)
+    assert line.endswith(f"will refuse to disconnect (disconnect_guard is 'refuse'); keys not counted: {DENIED}")
