@@ -106,9 +106,10 @@ def test_preview_reads_each_store_once_and_changes_nothing(results: dict[str, An
     the_set = rows[("preview", "set")]
     assert the_set["describe"] == 1  # one Describe lists every store of the Region
     assert the_set["mutating"] == 0
-    for resource in ("per-store", "set"):
-        new = rows[("preview (new stack)", resource)]
-        assert (new["describe"], new["mutating"]) == (0, 0)
+    # Check reads a new resource's stores once, to say what up will do: each store, or the set's with one call.
+    new_per_store, new_set = rows[("preview (new stack)", "per-store")], rows[("preview (new stack)", "set")]
+    assert (new_per_store["describe"], new_per_store["mutating"]) == (per_store["stores"], 0)
+    assert (new_set["describe"], new_set["mutating"]) == (1, 0)
 
 
 def test_adoption_makes_no_mutating_call(results: dict[str, Any]) -> None:
@@ -116,7 +117,8 @@ def test_adoption_makes_no_mutating_call(results: dict[str, Any]) -> None:
     assert {r["resource"] for r in adoptions} == {"per-store", "set"}
     for row in adoptions:
         assert row["mutating"] == 0
-        assert row["describe"] == (1 if row["resource"] == "set" else row["stores"])
+        # Check's read and Create's: per store, or one Describe each for the set.
+        assert row["describe"] == (2 if row["resource"] == "set" else 2 * row["stores"])
 
 
 def test_changes_make_exactly_their_mutating_calls(results: dict[str, Any]) -> None:
