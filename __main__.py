@@ -10,6 +10,7 @@
         region: us-east-1                # default: aws:region
         roleArn: arn:aws:iam::222233334444:role/kms-connection   # optional: the store's account, with
         roleExternalId: ...              # roleExternalId and roleSessionName if the role asks for them
+        disconnectGuard: refuse          # or warn (the default: say which keys a disconnect breaks), off
 
 ``kms-connection:keyStoreSets`` declares CustomKeyStoreConnectionSets instead: stores of one Region converged
 together (entries take ``name``, ``ids`` and the keys above but ``id``).
@@ -48,6 +49,7 @@ ENTRY_KEYS = {
     "roleArn": "role_arn",
     "roleExternalId": "role_external_id",
     "roleSessionName": "role_session_name",
+    "disconnectGuard": "disconnect_guard",
 }
 SET_KEYS = {**{key: value for key, value in ENTRY_KEYS.items() if key != "id"}, "ids": "custom_key_store_ids"}
 SETTINGS = ("keyStores", "keyStoreSets", "newCloudHsmKeyStore", "newCloudHsmKeyStorePassword")

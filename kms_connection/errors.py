@@ -176,6 +176,31 @@ class AccountRefusedError(KeyStoreError):
         )
 
 
+class DisconnectRefusedError(KeyStoreError):
+    """``disconnect_guard`` is ``refuse`` and the disconnect would make enabled KMS keys unusable, or the keys could
+    not be counted: no DisconnectCustomKeyStore was sent."""
+
+    def __init__(self, store_id: str, region: str, reason: str, observed: str, counted: bool) -> None:
+        self.reason = reason
+        if counted:
+            fix = (
+                "to disconnect it anyway, set disconnect_guard to 'warn' (the keys become unusable) or 'off'; or "
+                "first disable the keys or schedule their deletion, if nothing needs them"
+            )
+        else:
+            fix = (
+                "let the provider count the keys: grant the read-only kms:ListKeys, kms:DescribeKey and "
+                "kms:ListAliases (see the README's IAM policy); or set disconnect_guard to 'warn' to disconnect "
+                "without knowing"
+            )
+        super().__init__(
+            store_id,
+            region,
+            f"refused to disconnect: disconnect_guard is 'refuse' and {reason}. No DisconnectCustomKeyStore was "
+            f"sent: the store stays {observed}. To fix: {fix}.",
+        )
+
+
 class KeyStoreSetError(Exception):
     """Several stores of a set failed; each keeps its own message."""
 

@@ -1,6 +1,7 @@
 """Every KMS call the provider makes, and nothing else: DescribeCustomKeyStores, ConnectCustomKeyStore and
 DisconnectCustomKeyStore (the least-privilege IAM policy in the README lists exactly these three), with the
-account guard in front of the two that change a store.
+account guard in front of the two that change a store; and, to say what a disconnect breaks (``KeyLister``), the
+read-only ListKeys, DescribeKey and ListAliases, which the README's policy adds as optional.
 
 botocore's ``adaptive`` retry mode rides out throttling, transient 5xx errors and dropped connections; what is
 left when its attempts are spent becomes an error that names the store, the KMS error code and the fix.
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -28,7 +30,7 @@ from botocore.exceptions import (
 
 from .credentials import USER_AGENT, AccountUnknownError, CredentialsError, CredentialSet, credential_set
 from .errors import AccountRefusedError, KeyStoreNotFoundError, KmsApiError, KmsUnreachableError
-from .plan import Observation
+from .plan import KeyCensus, Observation, StoreKey, keys_to_name
 from .settings import AwsSettings
 from .states import ConnectionState
 
@@ -37,13 +39,26 @@ if TYPE_CHECKING:
 else:
     KMSClient = Any
 
-__all__ = ["USER_AGENT", "KeyStore", "KmsGateway", "make_client"]
+__all__ = ["USER_AGENT", "KeyLister", "KeyStore", "KeysNotCountedError", "KmsGateway", "make_client"]
+
+DESCRIBE_KEY_WORKERS = 8
+"""DescribeKey calls in flight at once while listing a Region's keys: a few hundred a second against KMS's quota of
+2,000 (botocore's adaptive mode paces them down if KMS throttles), so a Region of 1,000 keys is read in seconds."""
+KEY_PAGE = 1000
+"""The largest page ListKeys answers."""
+ALIAS_PAGE = 100
+"""The largest page ListAliases answers."""
 
 # What to do about an account the guard refuses.
 ACCOUNT_FIX = (
     "check which credentials the stack uses (aws:profile, aws:accessKey, aws:assumeRoles, the resource's role_arn) "
     "and the account the store lives in, or change aws:allowedAccountIds / aws:forbiddenAccountIds"
 )
+
+
+class KeysNotCountedError(Exception):
+    """A key call failed (denied, or an error retries did not cure): the message says which and why."""
+
 
 @dataclass(frozen=True)
 class KeyStore:
@@ -242,6 +257,65 @@ class KmsGateway:
         except (BotoCoreError, CredentialsError) as error:
             raise self._unreachable(store_id, operation, error) from None
 
+    def store_keys(self) -> dict[str, list[StoreKey]]:
+        """Every KMS key of the Region's custom key stores, by store: ListKeys, then DescribeKey of each key (KMS
+        has no call that lists a store's keys). ``KeysNotCountedError`` when a call is denied or fails."""
+        key_ids: list[str] = []
+        try:
+            for page in self._kms().get_paginator("list_keys").paginate(PaginationConfig={"PageSize": KEY_PAGE}):
+                key_ids += [entry["KeyId"] for entry in page.get("Keys", [])]
+        except (ClientError, BotoCoreError, CredentialsError) as error:
+            raise KeysNotCountedError(_why("ListKeys", error)) from None
+        found: dict[str, list[StoreKey]] = {}
+        for key_id, metadata in self._describe_keys(key_ids):
+            store_id = metadata.get("CustomKeyStoreId")
+            if store_id:
+                found.setdefault(store_id, []).append(StoreKey(key_id, str(metadata.get("KeyState"))))
+        return found
+
+    def _describe_keys(self, key_ids: list[str]) -> list[tuple[str, Any]]:
+        """Each key's metadata (a key deleted since ListKeys is left out), a few calls in flight at once."""
+        if not key_ids:
+            return []
+        client = self._kms()
+
+        def describe(key_id: str) -> tuple[str, Any]:
+            try:
+                return key_id, client.describe_key(KeyId=key_id)["KeyMetadata"]
+            except ClientError as error:
+                if _code(error) == "NotFoundException":
+                    return key_id, {}
+                raise
+
+        with ThreadPoolExecutor(max_workers=min(DESCRIBE_KEY_WORKERS, len(key_ids))) as pool:
+            futures = [pool.submit(describe, key_id) for key_id in key_ids]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((future for future in futures if future in done and future.exception()), None)
+            if failed is not None:
+                # One denial answers for all: stop sending the rest.
+                pool.shutdown(wait=True, cancel_futures=True)
+                error = failed.exception()
+                assert isinstance(error, Exception)
+                if isinstance(error, ClientError | BotoCoreError | CredentialsError):
+                    raise KeysNotCountedError(_why("DescribeKey", error)) from None
+                raise error
+            return [future.result() for future in futures]
+
+    def key_aliases(self, key_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """The aliases of each key (ListAliases with its KeyId); ``KeysNotCountedError`` when a call is denied or
+        fails."""
+        aliases: dict[str, tuple[str, ...]] = {}
+        try:
+            paginator = self._kms().get_paginator("list_aliases")
+            for key_id in key_ids:
+                names: list[str] = []
+                for page in paginator.paginate(KeyId=key_id, PaginationConfig={"PageSize": ALIAS_PAGE}):
+                    names += [entry["AliasName"] for entry in page.get("Aliases", [])]
+                aliases[key_id] = tuple(sorted(names))
+        except (ClientError, BotoCoreError, CredentialsError) as error:
+            raise KeysNotCountedError(_why("ListAliases", error)) from None
+        return aliases
+
     def _api_error(self, store_id: str, operation: str, error: ClientError) -> KmsApiError:
         detail = str(error.response.get("Error", {}).get("Message") or "").strip()
         if detail and not detail.endswith("."):
@@ -281,3 +355,61 @@ class KmsGateway:
 
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code") or "Unknown")
+
+
+def _why(operation: str, error: Exception) -> str:
+    """Why a key call failed, for a line: ``kms:ListKeys is denied (AccessDeniedException: User: ... is not
+    authorized ...)``, or the error that retries did not cure."""
+    if isinstance(error, ClientError):
+        code = _code(error)
+        message = str(error.response.get("Error", {}).get("Message") or "").strip()
+        detail = f"{code}: {message}" if message else code
+        if code in ("AccessDeniedException", "AccessDenied"):
+            return f"kms:{operation} is denied to these credentials ({detail})"
+        return f"{operation} failed ({detail})"
+    if isinstance(error, CredentialsError):
+        return f"{operation} failed ({error.detail})"
+    return f"{operation} failed ({type(error).__name__}: {error})"
+
+
+class KeyLister:
+    """The keys of the stores one operation disconnects, listed once for the operation (a set's stores share one
+    listing of the Region) and named (aliases read) only for the keys a line shows: see ``plan.keys_to_name``.
+
+    Thread-safe: the stores of a set are disconnected from one thread, but a lister may be shared."""
+
+    def __init__(self, gateway: KmsGateway) -> None:
+        self._gateway = gateway
+        self._lock = threading.Lock()
+        self._listing: dict[str, list[StoreKey]] | None = None
+        self._uncounted: str | None = None
+        self._census: dict[str, KeyCensus] = {}
+
+    def census(self, store_id: str) -> KeyCensus:
+        """The store's keys, or why they could not be counted."""
+        with self._lock:
+            if store_id in self._census:
+                return self._census[store_id]
+            if self._listing is None and self._uncounted is None:
+                try:
+                    self._listing = self._gateway.store_keys()
+                except KeysNotCountedError as error:
+                    self._uncounted = str(error)
+            if self._uncounted is not None:
+                census = KeyCensus(uncounted=self._uncounted)
+            else:
+                assert self._listing is not None
+                census = self._named(KeyCensus(tuple(self._listing.get(store_id, []))))
+            self._census[store_id] = census
+            return census
+
+    def _named(self, census: KeyCensus) -> KeyCensus:
+        wanted = keys_to_name(census)
+        if not wanted:
+            return census
+        try:
+            aliases = self._gateway.key_aliases(wanted)
+        except KeysNotCountedError as error:
+            return replace(census, aliases_unread=str(error))
+        keys = tuple(replace(key, aliases=aliases.get(key.key_id, ())) for key in census.keys)
+        return replace(census, keys=keys)

@@ -17,7 +17,7 @@ from typing import Any
 
 from .settings import REGION_HELP
 from .settings import ROLE_ARN as ROLE_ARN_FORM
-from .states import DesiredState, OnDelete
+from .states import DesiredState, DisconnectGuard, OnDelete
 
 CUSTOM_KEY_STORE_ID = "custom_key_store_id"
 CUSTOM_KEY_STORE_IDS = "custom_key_store_ids"
@@ -31,6 +31,11 @@ ROLE_EXTERNAL_ID = "role_external_id"
 ROLE_SESSION_NAME = "role_session_name"
 ROLE_INPUT_NAMES = (ROLE_ARN, ROLE_EXTERNAL_ID, ROLE_SESSION_NAME)
 """A resource's own role, assumed from the stack's credentials (after ``aws:assumeRoles``, if any)."""
+DISCONNECT_GUARD = "disconnect_guard"
+"""What the resource does before it disconnects a store: ``warn`` (say which keys go dark), ``refuse`` or ``off``."""
+GUARD_DEFAULT = DisconnectGuard.WARN
+"""What a missing ``disconnect_guard`` means. Check does not fill it in: a stack recorded before the input existed
+would otherwise show an update of every resource at its next preview."""
 RESOURCE_NAME = "resource_name"
 """Set by the resource classes to the resource's name: the dynamic provider API shows a provider no URN, and the
 provider must tell apart the resources that name one store (``deployment.py``)."""
@@ -42,7 +47,15 @@ DEFAULTS: dict[str, Any] = {
     CONNECT_TIMEOUT: 1800,
     DISCONNECT_TIMEOUT: 900,
 }
-COMMON_INPUT_NAMES = (DESIRED_STATE, ON_DELETE, CONNECT_TIMEOUT, DISCONNECT_TIMEOUT, REGION, *ROLE_INPUT_NAMES)
+COMMON_INPUT_NAMES = (
+    DESIRED_STATE,
+    ON_DELETE,
+    CONNECT_TIMEOUT,
+    DISCONNECT_TIMEOUT,
+    REGION,
+    *ROLE_INPUT_NAMES,
+    DISCONNECT_GUARD,
+)
 INPUT_NAMES = (CUSTOM_KEY_STORE_ID, *COMMON_INPUT_NAMES)
 SET_INPUT_NAMES = (CUSTOM_KEY_STORE_IDS, *COMMON_INPUT_NAMES)
 MAX_TIMEOUT_SECONDS = 86400
@@ -88,6 +101,12 @@ def check_set_inputs(
     return _check(news, default_region, is_unknown, "CustomKeyStoreConnectionSet", CUSTOM_KEY_STORE_IDS, validate)
 
 
+def disconnect_guard(props: Mapping[str, Any]) -> DisconnectGuard:
+    """A resource's ``disconnect_guard`` (``warn`` when it is missing, or not known yet in a preview)."""
+    value = props.get(DISCONNECT_GUARD)
+    return DisconnectGuard(value) if value in {guard.value for guard in DisconnectGuard} else GUARD_DEFAULT
+
+
 def _check(
     news: Mapping[str, Any],
     default_region: str | None,
@@ -131,6 +150,7 @@ def _check(
     take(ROLE_ARN, _role_arn)
     take(ROLE_EXTERNAL_ID, functools.partial(_sts_text, ROLE_EXTERNAL_ID, _EXTERNAL_ID, "2 to 1224"))
     take(ROLE_SESSION_NAME, functools.partial(_sts_text, ROLE_SESSION_NAME, _SESSION_NAME, "2 to 64"))
+    take(DISCONNECT_GUARD, functools.partial(_choice, DISCONNECT_GUARD, [g.value for g in DisconnectGuard], str.lower))
     for key in (ROLE_EXTERNAL_ID, ROLE_SESSION_NAME):
         # An unknown value may turn out to be None, so only a known one needs its role.
         if news.get(key) is not None and not is_unknown(news.get(key)) and news.get(ROLE_ARN) is None:

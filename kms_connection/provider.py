@@ -17,7 +17,7 @@ import functools
 import sys
 import threading
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, NoReturn
 
 from pulumi.dynamic import (
@@ -39,16 +39,17 @@ from .deployment import Declaration, Deployment
 from .errors import (
     API_ERROR_REMEDIES,
     AccountRefusedError,
+    DisconnectRefusedError,
     UnrecordedConnectionsError,
     conflict_text,
     disconnect_command,
 )
-from .gateway import KeyStore, KmsGateway, make_client
-from .inputs import INPUT_NAMES, SET_INPUT_NAMES, check_inputs, check_set_inputs
-from .plan import Observation, describe_plan, plan
+from .gateway import KeyLister, KeyStore, KmsGateway, make_client
+from .inputs import GUARD_DEFAULT, INPUT_NAMES, SET_INPUT_NAMES, check_inputs, check_set_inputs, disconnect_guard
+from .plan import Observation, blast_radius, breaks_keys, guard_refusal, plan, plan_line
 from .reconciler import NOT_FOUND_GRACE_SECONDS, Goal, Outcome, Reconciler
 from .settings import REGION_HELP, ROLE_ARN, AssumeRole, AwsSettings
-from .states import DesiredState, OnDelete
+from .states import DesiredState, DisconnectGuard, OnDelete
 
 OUTPUT_NAMES = (
     "connection_state",
@@ -74,6 +75,7 @@ UPDATE_IN_PLACE = (
     names.CONNECT_TIMEOUT,
     names.DISCONNECT_TIMEOUT,
     *names.ROLE_INPUT_NAMES,
+    names.DISCONNECT_GUARD,
 )
 
 CONNECTION_NOT_FOUND = API_ERROR_REMEDIES["CustomKeyStoreNotFoundException"]
@@ -167,8 +169,14 @@ class _KmsProvider(ResourceProvider):
         )
         return (*stack, role)
 
-    def reconciler(self, region: str, chain: Chain | None = None) -> Reconciler:
-        return Reconciler(self.gateway(region, chain), log=log, deployment=DEPLOYMENT)
+    def reconciler(
+        self, region: str, chain: Chain | None = None, guard: DisconnectGuard = DisconnectGuard.OFF
+    ) -> Reconciler:
+        """The loop for one operation; ``guard`` (the resource's ``disconnect_guard``) checks each Disconnect that
+        takes a store towards DISCONNECTED: what it breaks is said, or it is refused (``disconnect_check``)."""
+        gateway = self.gateway(region, chain)
+        check = None if guard is DisconnectGuard.OFF else disconnect_check(gateway, guard)
+        return Reconciler(gateway, log=log, deployment=DEPLOYMENT, before_disconnect=check)
 
     def learn_account(self, gateway: KmsGateway, stores: str, *, preview: bool = False) -> str | None:
         """The account the resource's stores are in, learned before anything else so that every line names it.
@@ -274,7 +282,16 @@ class _KmsProvider(ResourceProvider):
                     f"(a store created a moment ago may not show yet), then fail; {not_found}"
                 )
             else:
-                announce(store_id, str(region), store, DesiredState(desired), not_found, who)
+                announce(
+                    store_id,
+                    str(region),
+                    store,
+                    DesiredState(desired),
+                    not_found,
+                    who,
+                    KeyLister(gateway),
+                    disconnect_guard(inputs),
+                )
         return result
 
     def fail(
@@ -328,7 +345,16 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         self.learn_account(gateway, store_id, preview=True)
         # The one read a preview makes: drift shows against what KMS says now, not what the state file says.
         store = gateway.describe(store_id)
-        work = announce(store_id, region, store, DesiredState(desired), CONNECTION_NOT_FOUND, where(gateway, store_id))
+        work = announce(
+            store_id,
+            region,
+            store,
+            DesiredState(desired),
+            CONNECTION_NOT_FOUND,
+            where(gateway, store_id),
+            KeyLister(gateway),
+            disconnect_guard(news),
+        )
         return DiffResult(changes=inputs_changed or work, replaces=[])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -351,7 +377,7 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
             resource=self.label(props, resource_id),
             not_found_fix=CONNECTION_NOT_FOUND,
         )
-        outcome = self.reconciler(region, chain).run({store_id: goal})
+        outcome = self.reconciler(region, chain, disconnect_guard(props)).run({store_id: goal})
         if outcome.failed:
             # A failed create records no resource; a failed update keeps the resource, and with it the store.
             recorded = [] if created else [store_id]
@@ -368,7 +394,7 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
             return
         chain = self.chain(props)
         self.learn_account(self.gateway(region, chain), store_id)
-        outcome = self.reconciler(region, chain).run({store_id: release_goal(props)})
+        outcome = self.reconciler(region, chain, disconnect_guard(props)).run({store_id: release_goal(props)})
         _warn_missing(outcome.result(), outcome.missing, region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -401,11 +427,15 @@ def announce(
     desired: DesiredState,
     not_found: str,
     who: str | None = None,
+    lister: KeyLister | None = None,
+    guard: DisconnectGuard = GUARD_DEFAULT,
 ) -> bool:
     """Print what an update will do to a store, if anything (the preview's plan line); return whether it will.
 
     ``not_found`` is the advice for a store that does not exist, which differs between a connection and a set;
-    ``who`` is how the line names the store (``where``), by default its id."""
+    ``who`` is how the line names the store (``where``), by default its id. When the plan disconnects the store
+    and ``guard`` is not ``off``, ``lister`` counts its keys and the line says what the disconnect breaks, or
+    that ``up`` will refuse it; no key is listed otherwise (a steady preview makes no key call)."""
     observation = store.observation if store else Observation(None)
     steps = plan(observation, desired)
     if not steps:
@@ -413,9 +443,26 @@ def announce(
     who = who or store_id
     if store is None:
         log(f"{who}: not found in {region}, desired {desired.value}: the update will fail; {not_found}")
-    else:
-        log(f"{who}: observed {observation.describe()}, desired {desired.value}: {describe_plan(steps)}")
+        return True
+    counts = lister is not None and guard is not DisconnectGuard.OFF and breaks_keys(observation, desired)
+    census = lister.census(store_id) if lister is not None and counts else None
+    log(f"{who}: {plan_line(observation, desired, census, guard)}")
     return True
+
+
+def disconnect_check(gateway: KmsGateway, guard: DisconnectGuard) -> Callable[[str, Observation], str]:
+    """The reconciler's check before a Disconnect towards DISCONNECTED: the store's keys, listed once for the
+    operation; what the disconnect breaks, or ``DisconnectRefusedError`` when ``guard`` refuses it."""
+    lister = KeyLister(gateway)
+
+    def check(store_id: str, observation: Observation) -> str:
+        census = lister.census(store_id)
+        refusal = guard_refusal(guard, census)
+        if refusal is not None:
+            raise DisconnectRefusedError(store_id, gateway.region, refusal, observation.describe(), census.counted)
+        return blast_radius(census)
+
+    return check
 
 
 def outputs(inputs: Mapping[str, Any], store: KeyStore, account: str | None = None) -> dict[str, Any]:
@@ -491,9 +538,18 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         self.learn_account(gateway, stores_label, preview=True)
         # One read for the whole set, however many stores it holds.
         stores = gateway.describe_many(goals)
+        # One listing of the Region's keys for every store the update disconnects.
+        lister, guard = KeyLister(gateway), disconnect_guard(news)
         work = [
             announce(
-                store_id, str(region), stores[store_id], goal.desired, SET_MEMBER_NOT_FOUND, where(gateway, store_id)
+                store_id,
+                str(region),
+                stores[store_id],
+                goal.desired,
+                SET_MEMBER_NOT_FOUND,
+                where(gateway, store_id),
+                lister,
+                guard,
             )
             for store_id, goal in goals.items()
             if stores[store_id] is not None or not goal.missing_ok
@@ -517,7 +573,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         goal = release_goal(props)
         chain = self.chain(props)
         self.learn_account(self.gateway(region, chain), ", ".join(store_ids))
-        outcome = self.reconciler(region, chain).run(dict.fromkeys(store_ids, goal))
+        outcome = self.reconciler(region, chain, disconnect_guard(props)).run(dict.fromkeys(store_ids, goal))
         _warn_missing(outcome.result(), outcome.missing, region)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -545,7 +601,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
         goals = set_goals(olds, props, grace=NOT_FOUND_GRACE_SECONDS, resource=label)
         chain = self.chain(props)
         account = self.learn_account(self.gateway(region, chain), ", ".join(goals))
-        outcome = self.reconciler(region, chain).run(goals)
+        outcome = self.reconciler(region, chain, disconnect_guard(props)).run(goals)
         if outcome.failed:
             recorded = (
                 f"the set's state still lists {', '.join(old_members)}"

@@ -156,6 +156,10 @@ class Reconciler:
     draw: Callable[[], float] = random.random
     deployment: Deployment | None = None
     """The deployment's record of declarations and drivers; None converges as if no other resource existed."""
+    before_disconnect: Callable[[str, Observation], str] | None = None
+    """Called at the moment of a Disconnect that takes a store towards DISCONNECTED (not a FAILED store's repair,
+    which ends connected): returns what the disconnect breaks, for the line that announces it, or raises a
+    ``KeyStoreError`` to refuse it, and then nothing is sent. None: no such check."""
 
     def converge(self, store_id: str, goal: Goal) -> KeyStore | None:
         """Drive one store to its goal and return it as last described (None: missing, if the goal allows)."""
@@ -330,7 +334,17 @@ class Reconciler:
                 if now >= store.deadline:
                     self._finish(store, operation, self._timeout(store, observation, now))
                 return
-        self.log(f"{self._who(store)}: {observation.describe()}, desired {store.goal.desired.value}: {action.value}ing")
+        breaks = ""
+        if action is Action.DISCONNECT and store.goal.desired is DesiredState.DISCONNECTED and self.before_disconnect:
+            try:
+                breaks = f"; {self.before_disconnect(store.store_id, observation)}"
+            except KeyStoreError as refused:
+                self._finish(store, operation, refused)
+                return
+        self.log(
+            f"{self._who(store)}: {observation.describe()}, desired {store.goal.desired.value}: {action.value}ing"
+            + breaks
+        )
         try:
             if action is Action.CONNECT:
                 self.gateway.connect(store.store_id)

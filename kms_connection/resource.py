@@ -50,6 +50,11 @@ class CustomKeyStoreConnectionArgs:
     role_session_name: pulumi.Input[str] | None = None
     """The session name of the role's sessions, as CloudTrail shows them (with ``role_arn``); default
     ``kms-connection``."""
+    disconnect_guard: pulumi.Input[str] | None = None
+    """What to do before a disconnect (of a change to ``DISCONNECTED``, a delete with ``on_delete="disconnect"``):
+    ``"warn"`` (the default) lists the store's KMS keys and says which enabled keys become unusable; ``"refuse"``
+    fails, before any request, when the store holds enabled keys or when they cannot be counted; ``"off"`` makes no
+    key call. Listing keys needs the read-only ``kms:ListKeys``, ``kms:DescribeKey`` and ``kms:ListAliases``."""
 
 
 class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="CustomKeyStoreConnection"):
@@ -83,6 +88,7 @@ class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="Cust
     role_arn: pulumi.Output[str | None]
     role_external_id: pulumi.Output[str | None]
     role_session_name: pulumi.Output[str | None]
+    disconnect_guard: pulumi.Output[str | None]
     account_id: pulumi.Output[str | None]
     """The AWS account the store is in, when the provider can learn it (STS GetCallerIdentity, or the role's
     account)."""
@@ -109,6 +115,7 @@ class CustomKeyStoreConnection(pulumi.dynamic.Resource, module="kms", name="Cust
         role_arn: pulumi.Input[str] | None = None,
         role_external_id: pulumi.Input[str] | None = None,
         role_session_name: pulumi.Input[str] | None = None,
+        disconnect_guard: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None: ...
 
@@ -156,6 +163,12 @@ class CustomKeyStoreConnectionSetArgs:
     role_session_name: pulumi.Input[str] | None = None
     """The session name of the role's sessions, as CloudTrail shows them (with ``role_arn``); default
     ``kms-connection``."""
+    disconnect_guard: pulumi.Input[str] | None = None
+    """What to do before a disconnect (of a change to ``DISCONNECTED``, a delete with ``on_delete="disconnect"``, a
+    store leaving the set): ``"warn"`` (the default) lists the store's KMS keys and says which enabled keys become
+    unusable; ``"refuse"`` fails, before any request, when a store holds enabled keys or when they cannot be counted;
+    ``"off"`` makes no key call. Listing keys needs the read-only ``kms:ListKeys``, ``kms:DescribeKey`` and
+    ``kms:ListAliases``."""
 
 
 class CustomKeyStoreConnectionSet(pulumi.dynamic.Resource, module="kms", name="CustomKeyStoreConnectionSet"):
@@ -180,6 +193,7 @@ class CustomKeyStoreConnectionSet(pulumi.dynamic.Resource, module="kms", name="C
     role_arn: pulumi.Output[str | None]
     role_external_id: pulumi.Output[str | None]
     role_session_name: pulumi.Output[str | None]
+    disconnect_guard: pulumi.Output[str | None]
     account_id: pulumi.Output[str | None]
     """The AWS account the stores are in, when the provider can learn it."""
 
@@ -205,6 +219,7 @@ class CustomKeyStoreConnectionSet(pulumi.dynamic.Resource, module="kms", name="C
         role_arn: pulumi.Input[str] | None = None,
         role_external_id: pulumi.Input[str] | None = None,
         role_session_name: pulumi.Input[str] | None = None,
+        disconnect_guard: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None: ...
 

@@ -142,6 +142,7 @@ def near_misses(*, wire: bool) -> dict[str, st.SearchStrategy[Any]]:
         ),
         "role_external_id": st.sampled_from(["tenant-42", "x", "has space", "a:b/c", ""]),
         "role_session_name": st.sampled_from(["pipeline", "p", "has space", "a:b", "ci@example.com", ""]),
+        "disconnect_guard": st.sampled_from(["warn", "refuse", " Refuse ", "OFF", "block", "true", ""]),
     }
     if not wire:
         # Unknowns, as the server hands them over during a preview (and the raw sentinel string).
@@ -181,9 +182,9 @@ def assert_failures_name_properties(news: dict[str, Any], names: tuple[str, ...]
 
 
 def assert_well_formed(inputs: dict[str, Any], names: tuple[str, ...], stores_key: str) -> None:
-    """What passes check is complete and valid: what create and diff rely on without checking again. (A role is
-    optional and has no default: its inputs are there only when given.)"""
-    assert set(names) - set(ROLE_INPUT_NAMES) <= set(inputs) - {PROVIDER_KEY} <= set(names), inputs
+    """What passes check is complete and valid: what create and diff rely on without checking again. (A role and
+    disconnect_guard are optional and check fills in no default: they are there only when given.)"""
+    assert set(names) - {*ROLE_INPUT_NAMES, "disconnect_guard"} <= set(inputs) - {PROVIDER_KEY} <= set(names), inputs
     if any(key in inputs and not is_unknown(inputs[key]) for key in ("role_external_id", "role_session_name")):
         assert "role_arn" in inputs, inputs
     for key, value in inputs.items():
@@ -210,6 +211,8 @@ def assert_well_formed(inputs: dict[str, Any], names: tuple[str, ...], stores_ke
             assert isinstance(value, str) and ROLE_ARN.fullmatch(value), value
         elif key in ("role_external_id", "role_session_name"):
             assert isinstance(value, str) and re.fullmatch(r"[\w+=,.@:/-]{2,1224}", value), value
+        elif key == "disconnect_guard":
+            assert value in ("warn", "off", "refuse"), value
     assert stores_key in inputs
 
 
@@ -405,7 +408,7 @@ CONNECT_FORM = TIMEOUT_FORM.format("connect_timeout_seconds")
 DISCONNECT_FORM = TIMEOUT_FORM.format("disconnect_timeout_seconds")
 INPUTS = (
     "inputs: custom_key_store_id, desired_state, on_delete, connect_timeout_seconds, disconnect_timeout_seconds, "
-    "region, role_arn, role_external_id, role_session_name"
+    "region, role_arn, role_external_id, role_session_name, disconnect_guard"
 )
 ARN = "arn:aws:kms:us-east-1:111122223333:custom-key-store/cks-1234567890abcdef0"
 

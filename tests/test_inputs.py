@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pulumi.output import Unknown
 
-from kms_connection.inputs import INPUT_NAMES, MAX_TIMEOUT_SECONDS, InputFailure, _known_regions, check_inputs
+from kms_connection.inputs import (
+    INPUT_NAMES,
+    MAX_TIMEOUT_SECONDS,
+    InputFailure,
+    _known_regions,
+    check_inputs,
+    disconnect_guard,
+)
+from kms_connection.states import DisconnectGuard
 
 # During a preview the provider server hands unknown values over as pulumi.output.Unknown instances.
 UNKNOWN = Unknown()  # type: ignore[no-untyped-call]
@@ -29,7 +37,7 @@ DISCONNECT_FORM = (
 )
 INPUT_LIST = (
     "inputs: custom_key_store_id, desired_state, on_delete, connect_timeout_seconds, disconnect_timeout_seconds, "
-    "region, role_arn, role_external_id, role_session_name"
+    "region, role_arn, role_external_id, role_session_name, disconnect_guard"
 )
 
 
@@ -74,6 +82,8 @@ def test_only_the_store_id_is_required_and_the_rest_is_defaulted() -> None:
         pytest.param({"region": "ap-southeast-2"}, "region", "ap-southeast-2", id="own-region"),
         pytest.param({"region": " us-west-2 "}, "region", "us-west-2", id="padded-region"),
         pytest.param({"custom_key_store_id": f" {STORE} "}, "custom_key_store_id", STORE, id="padded-store-id"),
+        pytest.param({"disconnect_guard": " Refuse"}, "disconnect_guard", "refuse", id="padded-title-case-guard"),
+        pytest.param({"disconnect_guard": "OFF"}, "disconnect_guard", "off", id="upper-case-guard"),
     ],
 )
 def test_accepted_values_are_normalised(given_inputs: dict[str, Any], key: str, normalised: Any) -> None:
@@ -81,6 +91,19 @@ def test_accepted_values_are_normalised(given_inputs: dict[str, Any], key: str, 
     assert failures == []
     assert inputs[key] == normalised
     assert type(inputs[key]) is type(normalised)
+
+
+def test_a_missing_disconnect_guard_is_left_out_and_means_warn() -> None:
+    inputs, failures = check(with_store())
+    assert failures == []
+    assert "disconnect_guard" not in inputs
+    assert disconnect_guard(inputs) is DisconnectGuard.WARN
+
+
+def test_a_disconnect_guard_that_is_none_of_the_three_is_refused_naming_them() -> None:
+    _, failures = check(with_store(disconnect_guard="block"))
+    reason = "disconnect_guard must be 'warn' or 'off' or 'refuse' (any letter case); got the string 'block'."
+    assert failures == [InputFailure("disconnect_guard", reason)]
 
 
 def test_the_resource_region_wins_over_the_default() -> None:
@@ -382,7 +405,7 @@ json_values = st.recursive(
 )
 # Plausible values and near misses too (and the preview's unknown), not only random JSON.
 PLAUSIBLE: list[Any] = [STORE, "cks-0", " cks-abc ", "connected", "DISCONNECTED", "retain", "Disconnect"]
-PLAUSIBLE += [1, 1800, 1800.0, 86400, "us-east-1", " eu-west-1", "US-WEST-2", "30m", UNKNOWN]
+PLAUSIBLE += [1, 1800, 1800.0, 86400, "us-east-1", " eu-west-1", "US-WEST-2", "30m", UNKNOWN, " Refuse", "warn"]
 plausible = st.sampled_from(PLAUSIBLE)
 # Scalars are drawn more often than nested values: a nested value costs several draws and reaches the same checks.
 input_values = plausible | json_scalars | json_values
@@ -408,9 +431,8 @@ def test_any_json_inputs_get_a_result_or_failures_that_name_their_property(
 
     if not failures:
         assert set(inputs) <= set(INPUT_NAMES) | {"__provider"}
-        for key in INPUT_NAMES:
-            value = inputs[key]
-            if is_unknown(value):
+        for key, value in inputs.items():
+            if key == "__provider" or is_unknown(value):
                 continue
             if key == "custom_key_store_id":
                 assert isinstance(value, str)
@@ -423,7 +445,9 @@ def test_any_json_inputs_get_a_result_or_failures_that_name_their_property(
             elif key in ("connect_timeout_seconds", "disconnect_timeout_seconds"):
                 assert type(value) is int
                 assert 1 <= value <= MAX_TIMEOUT_SECONDS
-            else:
+            elif key == "disconnect_guard":
+                assert value in ("warn", "off", "refuse")
+            elif key == "region":
                 assert value in _known_regions()
 
 

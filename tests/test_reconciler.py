@@ -17,6 +17,7 @@ from kms_connection.errors import (
     ConnectFailedError,
     ConvergeTimeoutError,
     DeclarationConflictError,
+    DisconnectRefusedError,
     KeyStoreNotFoundError,
     KmsApiError,
     RequestNotSeenError,
@@ -665,3 +666,52 @@ def test_an_operation_lets_other_operations_drive_the_store_once_it_is_done() ->
     w = world(DISCONNECTED)
     w.reconciler.converge(STORE_ID, declared())
     assert w.deployment.drive(REGION, STORE_ID, object())
+
+
+# --- before a disconnect: what it breaks, or a refusal ------------------------------------------------------------
+
+
+def checked(w: World, answer: str | None = "2 enabled keys become unusable: k1, k2") -> list[tuple[str, str]]:
+    """Give the reconciler a check before each Disconnect that answers ``answer`` (None: refuses); return the log
+    of what it was asked."""
+    asked: list[tuple[str, str]] = []
+
+    def check(store_id: str, observation: Observation) -> str:
+        asked.append((store_id, observation.describe()))
+        if answer is None:
+            raise DisconnectRefusedError(store_id, REGION, "the store holds 1 enabled KMS key", "CONNECTED", True)
+        return answer
+
+    w.reconciler.before_disconnect = check
+    return asked
+
+
+def test_a_disconnect_is_checked_first_and_announced_with_what_it_breaks() -> None:
+    w = world(CONNECTED)
+    asked = checked(w)
+
+    assert state_of(w.converge(DOWN)) is DISCONNECTED
+
+    assert asked == [(STORE_ID, "CONNECTED")]
+    assert w.log.containing("CONNECTED, desired DISCONNECTED: disconnecting; 2 enabled keys become unusable: k1, k2")
+    assert w.gateway.mutations == ["disconnect"]
+
+
+def test_a_refused_disconnect_fails_the_store_and_sends_no_request() -> None:
+    w = world(CONNECTED)
+    checked(w, answer=None)
+
+    with pytest.raises(DisconnectRefusedError):
+        w.converge(DOWN)
+
+    assert w.gateway.mutations == []
+
+
+def test_the_disconnect_of_a_failed_stores_repair_is_not_checked() -> None:
+    w = world((FAILED, "USER_LOCKED_OUT"), on_disconnect=[DISCONNECTED], on_connect=[CONNECTED])
+    asked = checked(w, answer=None)
+
+    assert state_of(w.converge(UP)) is CONNECTED
+
+    assert asked == []
+    assert w.gateway.mutations == ["disconnect", "connect"]

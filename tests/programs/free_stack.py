@@ -2,7 +2,7 @@
 rules: several resources may name one store, as a library user's own program may.
 
     kms-connection:resources:
-      - {kind: connection, name: hsm, id: cks-..., desiredState: CONNECTED}
+      - {kind: connection, name: hsm, id: cks-..., desiredState: CONNECTED, disconnectGuard: refuse}
       - {kind: set, name: fleet, ids: [cks-..., cks-...], onDelete: retain}
 """
 
@@ -22,6 +22,7 @@ KEYS = {
     "connectTimeoutSeconds": "connect_timeout_seconds",
     "disconnectTimeoutSeconds": "disconnect_timeout_seconds",
     "region": "region",
+    "disconnectGuard": "disconnect_guard",
 }
 
 for entry in pulumi.Config().get_object("resources") or []:
