@@ -67,13 +67,13 @@ from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 from pulumi_policy.proxy import UnknownValueError
 
 try:
-    from kms_connection.states import DesiredState, OnDelete, remedy
+    from kms_connection.states import DesiredState, DisconnectGuard, OnDelete, remedy
 except ModuleNotFoundError as missing:  # pragma: no cover - depends on how the pack's environment was built
     # The pack runs from policy/ in a checkout of the project without kms-connection installed: use the checkout.
     if missing.name != "kms_connection":
         raise
     sys.path.append(str(Path(__file__).resolve().parent.parent))
-    from kms_connection.states import DesiredState, OnDelete, remedy
+    from kms_connection.states import DesiredState, DisconnectGuard, OnDelete, remedy
 
 PACK_NAME = "kms-connection"
 
@@ -102,11 +102,14 @@ RETAIN_ON_DELETE = "no-disconnect-on-delete-in-protected-stacks"
 EVERY_STORE_CONNECTED = "every-custom-key-store-has-a-connection"
 TIMEOUTS_WITHIN_BOUNDS = "connection-timeouts-within-bounds"
 NO_FAILED_CONNECTIONS = "no-failed-connections"
+DISCONNECT_GUARD_REFUSE = "disconnect-guard-in-protected-stacks"
 
 # Provider defaults and bounds, for inputs the program left out. They are kms_connection.inputs.DEFAULTS and
 # MAX_TIMEOUT_SECONDS, copied because that module loads botocore; the tests check the copies.
 DEFAULT_DESIRED_STATE = DesiredState.CONNECTED.value
 DEFAULT_ON_DELETE = OnDelete.DISCONNECT.value
+# kms_connection.inputs.GUARD_DEFAULT: check leaves a missing disconnect_guard out, and the provider reads it so.
+DEFAULT_DISCONNECT_GUARD = DisconnectGuard.WARN.value
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 1800
 DEFAULT_DISCONNECT_TIMEOUT_SECONDS = 900
 MIN_TIMEOUT_SECONDS = 1
@@ -609,7 +612,7 @@ def _subject(kind: _Kind, name: str, urn: str) -> str:
     return f"{kind.label} '{name}' ({urn})"
 
 
-# --- 1. and 2.: what a connection or set must say in protected stacks ---------------------------------------------
+# --- 1., 2. and 6.: what a connection or set must say in protected stacks -----------------------------------------
 
 
 @dataclass(frozen=True)
@@ -707,6 +710,16 @@ _retain_on_delete = _Required(
     OnDelete.RETAIN.value,
     "deleting or replacing the resource (or removing a store from a set) would disconnect the key store and make "
     "every KMS key in it unusable.",
+)
+
+_refuse_disconnects = _Required(
+    DISCONNECT_GUARD_REFUSE,
+    "disconnect_guard",
+    DEFAULT_DISCONNECT_GUARD,
+    DisconnectGuard.REFUSE.value,
+    "a disconnect of the key store (desired_state DISCONNECTED, a delete with on_delete='disconnect', a store "
+    "leaving a set) would go ahead while the store holds enabled KMS keys, making them unusable; with 'refuse' the "
+    "provider fails before any request instead, naming the keys (and fails closed when it cannot count them).",
 )
 
 
@@ -975,6 +988,16 @@ def build_policies(stack_name: StackName = current_stack_name) -> list[Policy]:
                 "on_delete='retain', so that deleting or replacing it leaves its key stores connected."
             ),
             validate=_retain_on_delete.validation(stack_name),
+            enforcement_level=EnforcementLevel.MANDATORY,
+            config_schema=PolicyConfigSchema(properties=_copy(_PROTECTED_STACK_PROPERTIES)),
+        ),
+        ResourceValidationPolicy(
+            name=DISCONNECT_GUARD_REFUSE,
+            description=(
+                "In protected stacks every CustomKeyStoreConnection and CustomKeyStoreConnectionSet must set "
+                "disconnect_guard='refuse', so that no disconnect makes a store's enabled KMS keys unusable."
+            ),
+            validate=_refuse_disconnects.validation(stack_name),
             enforcement_level=EnforcementLevel.MANDATORY,
             config_schema=PolicyConfigSchema(properties=_copy(_PROTECTED_STACK_PROPERTIES)),
         ),

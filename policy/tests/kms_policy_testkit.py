@@ -433,6 +433,7 @@ def example_program() -> None:
         custom_key_store_ids=[hsm.id, "cks-0123456789abcdef0"],
         on_delete="retain",
         connect_timeout_seconds=600,
+        disconnect_guard="refuse",
     )
     aws.kms.CustomKeyStore(
         "orphan-store",
@@ -441,7 +442,9 @@ def example_program() -> None:
         key_store_password="kmsuser-password",
         trust_anchor_certificate="-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
     )
-    CustomKeyStoreConnection("xks-connection", custom_key_store_id="cks-0fedcba9876543210", on_delete="retain")
+    CustomKeyStoreConnection(
+        "xks-connection", custom_key_store_id="cks-0fedcba9876543210", on_delete="retain", disconnect_guard="refuse"
+    )
 
 
 def registrations_of_program_file(

@@ -55,6 +55,26 @@ def test_retain_on_delete_passes_a_native_set_with_on_delete_retain() -> None:
     assert validate(policy(policies.RETAIN_ON_DELETE, stack="prod"), args).reported == []
 
 
+def test_disconnect_guard_reports_a_native_connection_without_refuse_naming_its_property() -> None:
+    args = connection_args(
+        {"customKeyStoreId": STORE, "disconnectGuard": "warn"}, resource_type=policies.NATIVE_CONNECTION_TYPE
+    )
+
+    (message,) = validate(policy(policies.DISCONNECT_GUARD_REFUSE, stack="prod"), args).messages
+
+    assert STORE in message and "disconnectGuard='warn'" in message and "set disconnectGuard='refuse'" in message
+
+
+def test_disconnect_guard_passes_a_native_set_that_refuses_disconnects() -> None:
+    args = connection_args(
+        {"customKeyStoreIds": [STORE, OTHER_STORE], "disconnectGuard": "refuse"},
+        name="stores",
+        resource_type=policies.NATIVE_CONNECTION_SET_TYPE,
+    )
+
+    assert validate(policy(policies.DISCONNECT_GUARD_REFUSE, stack="prod"), args).reported == []
+
+
 def test_timeouts_report_a_native_connect_timeout_out_of_bounds_naming_its_property() -> None:
     args = connection_args(
         {"customKeyStoreId": STORE, "connectTimeoutSeconds": 5}, resource_type=policies.NATIVE_CONNECTION_TYPE

@@ -49,6 +49,7 @@ RETAIN_ON_DELETE = policies.RETAIN_ON_DELETE
 EVERY_STORE = policies.EVERY_STORE_CONNECTED
 TIMEOUTS = policies.TIMEOUTS_WITHIN_BOUNDS
 NO_FAILED = policies.NO_FAILED_CONNECTIONS
+GUARD = policies.DISCONNECT_GUARD_REFUSE
 
 EXISTING_STORE = "cks-1a2b3c4d5e6f70811"
 CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -107,7 +108,7 @@ def message_of(reported: Iterable[Diagnostic], policy_name: str) -> str:
 
 def store_and_connection_with_default_on_delete() -> None:
     store = new_store("ledger")
-    CustomKeyStoreConnection("ledger-connection", custom_key_store_id=store.id)
+    CustomKeyStoreConnection("ledger-connection", custom_key_store_id=store.id, disconnect_guard="refuse")
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -123,7 +124,11 @@ def test_a_new_stores_connection_with_the_default_on_delete_is_reported_before_t
 def store_and_disconnected_connection() -> None:
     store = new_store("ledger")
     CustomKeyStoreConnection(
-        "ledger-connection", custom_key_store_id=store.id, desired_state="DISCONNECTED", on_delete="retain"
+        "ledger-connection",
+        custom_key_store_id=store.id,
+        desired_state="DISCONNECTED",
+        on_delete="retain",
+        disconnect_guard="refuse",
     )
 
 
@@ -138,7 +143,9 @@ def test_a_new_stores_connection_desiring_disconnected_is_reported_before_the_st
 
 def new_stores_in_a_set_with_the_default_on_delete() -> None:
     primary, standby = new_store("ledger-a"), new_store("ledger-b")
-    CustomKeyStoreConnectionSet("ledger-stores", custom_key_store_ids=[primary.id, standby.id])
+    CustomKeyStoreConnectionSet(
+        "ledger-stores", custom_key_store_ids=[primary.id, standby.id], disconnect_guard="refuse"
+    )
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -178,14 +185,22 @@ def test_a_new_stores_connection_waits_for_the_id_only_when_the_allow_list_could
 def set_naming_a_new_store_through_a_parameter() -> None:
     old, new = new_store("old"), new_store("new")
     parameter = aws.ssm.Parameter("new-store-id", type="String", insecure_value=new.id)
-    CustomKeyStoreConnectionSet("stores", custom_key_store_ids=[old.id, parameter.insecure_value], on_delete="retain")
+    CustomKeyStoreConnectionSet(
+        "stores",
+        custom_key_store_ids=[old.id, parameter.insecure_value],
+        on_delete="retain",
+        disconnect_guard="refuse",
+    )
 
 
 def set_of_wholly_unknown_ids_through_a_parameter() -> None:
     old, new = new_store("old"), new_store("new")
     parameter = aws.ssm.Parameter("new-store-id", type="String", insecure_value=new.id)
     CustomKeyStoreConnectionSet(
-        "stores", custom_key_store_ids=pulumi.Output.all(old.id, parameter.insecure_value), on_delete="retain"
+        "stores",
+        custom_key_store_ids=pulumi.Output.all(old.id, parameter.insecure_value),
+        on_delete="retain",
+        disconnect_guard="refuse",
     )
 
 
@@ -220,6 +235,7 @@ def connection_naming_the_first_of_two_stores() -> None:
         "primary-connection",
         custom_key_store_id=pulumi.Output.all(primary.id, standby.id).apply(lambda ids: ids[0]),
         on_delete="retain",
+        disconnect_guard="refuse",
     )
 
 
@@ -248,12 +264,73 @@ def test_one_unknown_id_depending_on_two_new_stores_waits_in_preview(packs: Pack
     assert "may be the id of key store 'primary-store' (id known once it exists), key store 'standby-store'" in message
 
 
+# --- issue 13: the disconnect guard in protected stacks -----------------------------------------------------------
+
+
+def connection_with_the_default_disconnect_guard() -> None:
+    CustomKeyStoreConnection("payments", custom_key_store_id=EXISTING_STORE, on_delete="retain")
+
+
+def connection_and_set_that_refuse_disconnects() -> None:
+    CustomKeyStoreConnection(
+        "payments", custom_key_store_id=EXISTING_STORE, on_delete="retain", disconnect_guard="refuse"
+    )
+    CustomKeyStoreConnectionSet(
+        "ledger-stores", custom_key_store_ids=[EXISTING_STORE], on_delete="retain", disconnect_guard="REFUSE"
+    )
+
+
+def new_stores_connection_with_a_warning_guard() -> None:
+    store = new_store("ledger")
+    CustomKeyStoreConnection(
+        "ledger-connection", custom_key_store_id=store.id, on_delete="retain", disconnect_guard="warn"
+    )
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_connection_with_the_default_disconnect_guard_is_a_mandatory_violation_naming_the_fix(
+    packs: Packs, phase: str
+) -> None:
+    reported = analyze(packs, phase, connection_with_the_default_disconnect_guard)
+
+    assert found(reported) == [(GUARD, "payments", "mandatory")]
+    message = message_of(reported, GUARD)
+    assert f"disconnect_guard='warn' for key store {EXISTING_STORE} in stack '{STACK}'" in message
+    assert "enabled KMS keys" in message and "Fix: set disconnect_guard='refuse'" in message
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_connection_and_a_set_that_refuse_disconnects_pass(packs: Packs, phase: str) -> None:
+    assert found(analyze(packs, phase, connection_and_set_that_refuse_disconnects)) == []
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_new_stores_connection_with_a_warning_guard_is_reported_before_the_store_exists(
+    packs: Packs, phase: str
+) -> None:
+    reported = analyze(packs, phase, new_stores_connection_with_a_warning_guard)
+
+    assert found(reported) == [(GUARD, "ledger-connection", "mandatory")]
+    shown = "(known once the key store exists)" if phase == "preview" else store_id("ledger-store")
+    assert f"disconnect_guard='warn' for key store {shown}" in message_of(reported, GUARD)
+
+
+def test_the_disconnect_guard_policy_can_be_made_advisory(packs: Packs) -> None:
+    reported = analyze(packs, "up", connection_with_the_default_disconnect_guard, config={GUARD: "advisory"})
+
+    assert found(reported) == [(GUARD, "payments", "advisory")]
+
+
 # --- messages: the right reason per timeout, readable values of any shape, missing ids ----------------------------
 
 
 def connection_with_a_long_disconnect_timeout() -> None:
     CustomKeyStoreConnection(
-        "payments", custom_key_store_id=EXISTING_STORE, on_delete="retain", disconnect_timeout_seconds=7200
+        "payments",
+        custom_key_store_id=EXISTING_STORE,
+        on_delete="retain",
+        disconnect_timeout_seconds=7200,
+        disconnect_guard="refuse",
     )
 
 
@@ -285,6 +362,7 @@ def test_store_ids_of_the_wrong_shape_are_shown_as_written(packs: Packs, phase: 
 
     assert found(reported) == [
         (DESIRED_CONNECTED, "odd-stores", "mandatory"),
+        (GUARD, "odd-stores", "mandatory"),
         (RETAIN_ON_DELETE, "odd-stores", "mandatory"),
     ]
     message = message_of(reported, DESIRED_CONNECTED)
@@ -297,7 +375,12 @@ def test_an_empty_list_of_store_ids_is_reported(packs: Packs, phase: str) -> Non
     empty = Registration(
         policies.CONNECTION_SET_TYPE,
         "empty-stores",
-        {"custom_key_store_ids": [], "desired_state": "DISCONNECTED", "on_delete": "retain"},
+        {
+            "custom_key_store_ids": [],
+            "desired_state": "DISCONNECTED",
+            "on_delete": "retain",
+            "disconnect_guard": "refuse",
+        },
     )
 
     reported = analyze_as_written(packs, phase, empty)
@@ -308,7 +391,9 @@ def test_an_empty_list_of_store_ids_is_reported(packs: Packs, phase: str) -> Non
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_a_connection_without_a_store_id_is_reported(packs: Packs, phase: str) -> None:
-    missing = Registration(policies.CONNECTION_TYPE, "no-store", {"on_delete": "disconnect"})
+    missing = Registration(
+        policies.CONNECTION_TYPE, "no-store", {"on_delete": "disconnect", "disconnect_guard": "refuse"}
+    )
 
     reported = analyze_as_written(packs, phase, missing)
 
@@ -352,6 +437,7 @@ def disconnected_connection_to_a_secret_store() -> None:
         custom_key_store_id=pulumi.Output.secret(EXISTING_STORE),
         desired_state="DISCONNECTED",
         on_delete="retain",
+        disconnect_guard="refuse",
     )
 
 
@@ -361,6 +447,7 @@ def disconnected_connection_with_additional_secret_outputs() -> None:
         custom_key_store_id=EXISTING_STORE,
         desired_state="DISCONNECTED",
         on_delete="retain",
+        disconnect_guard="refuse",
         opts=pulumi.ResourceOptions(additional_secret_outputs=["custom_key_store_id"]),
     )
 
@@ -394,7 +481,10 @@ def test_a_secret_store_name_is_redacted_in_a_stack_policys_message(packs: Packs
 
 def set_of_secret_store_ids() -> None:
     CustomKeyStoreConnectionSet(
-        "secret-stores", custom_key_store_ids=pulumi.Output.secret([EXISTING_STORE]), on_delete="retain"
+        "secret-stores",
+        custom_key_store_ids=pulumi.Output.secret([EXISTING_STORE]),
+        on_delete="retain",
+        disconnect_guard="refuse",
     )
 
 

@@ -50,8 +50,10 @@ CONFIG: dict[str, Any] = {
             "desiredState": "CONNECTED",
             "onDelete": "retain",
             "connectTimeoutSeconds": 1800,
+            "disconnectGuard": "refuse",
         },
-        # The one entry a protected stack refuses, written in lower case as a user may write it.
+        # The one entry a protected stack refuses, written in lower case as a user may write it (and with the default
+        # disconnect_guard, 'warn').
         {"id": REPORTING, "name": "reporting-xks", "desiredState": "disconnected", "onDelete": "disconnect"},
     ],
     "kms-connection:keyStoreSets": [
@@ -62,12 +64,14 @@ CONFIG: dict[str, Any] = {
             "onDelete": "retain",
             "connectTimeoutSeconds": 2400,
             "region": "eu-central-1",
+            "disconnectGuard": "refuse",
         },
     ],
     "kms-connection:newCloudHsmKeyStore": {
         "name": NEW_STORE,
         "cloudHsmClusterId": "cluster-234abcdefgh",
         "trustAnchorCertificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "disconnectGuard": "refuse",
     },
     "kms-connection:newCloudHsmKeyStorePassword": "kmsuser-password",
 }
@@ -141,12 +145,13 @@ def test_pack_reports_what_the_stack_program_violates_in_a_protected_stack(
         {
             (policies.DESIRED_CONNECTED, "reporting-xks", "mandatory"),
             (policies.RETAIN_ON_DELETE, "reporting-xks", "mandatory"),
+            (policies.DISCONNECT_GUARD_REFUSE, "reporting-xks", "mandatory"),
             # The program gives the new store's connection no on_delete, so it has the default "disconnect".
             (policies.RETAIN_ON_DELETE, f"{NEW_STORE}-connection", "mandatory"),
             (policies.NO_FAILED_CONNECTIONS, "dr-stores", "advisory"),
         }
     )
-    assert len(diagnostics) == 4
+    assert len(diagnostics) == 5
     messages = {(d.policy, d.resource): d.message for d in diagnostics}
     desired = messages[policies.DESIRED_CONNECTED, "reporting-xks"]
     assert "CustomKeyStoreConnection 'reporting-xks'" in desired and REPORTING in desired
@@ -175,6 +180,7 @@ def test_pack_config_changes_enforcement_levels_and_properties(
     # Only the set waits 2400 s to connect; the connections wait 1800 s, given or by default.
     assert found(diagnostics) == {
         (policies.DESIRED_CONNECTED, "reporting-xks", "advisory"),
+        (policies.DISCONNECT_GUARD_REFUSE, "reporting-xks", "mandatory"),
         (policies.TIMEOUTS_WITHIN_BOUNDS, "payments-hsm", "mandatory"),
         (policies.TIMEOUTS_WITHIN_BOUNDS, "reporting-xks", "mandatory"),
         (policies.TIMEOUTS_WITHIN_BOUNDS, f"{NEW_STORE}-connection", "mandatory"),
@@ -194,10 +200,11 @@ def test_pack_reports_in_preview_what_no_unknown_id_can_change(pack: analyzer_pb
         {
             (policies.DESIRED_CONNECTED, "reporting-xks", "mandatory"),
             (policies.RETAIN_ON_DELETE, "reporting-xks", "mandatory"),
+            (policies.DISCONNECT_GUARD_REFUSE, "reporting-xks", "mandatory"),
             (policies.RETAIN_ON_DELETE, f"{NEW_STORE}-connection", "mandatory"),
         }
     )
-    assert len(diagnostics) == 3
+    assert len(diagnostics) == 4
 
 
 def test_pack_learns_an_unprotected_stack_from_the_cli_environment() -> None:
@@ -231,7 +238,12 @@ def test_pack_analyzes_inputs_as_written_when_check_has_not_normalised_them(
     connected_set = Registration(
         policies.CONNECTION_SET_TYPE,
         "new-stores",
-        {"custom_key_store_ids": [UNKNOWN, PAYMENTS], "desired_state": "connected", "on_delete": "Retain"},
+        {
+            "custom_key_store_ids": [UNKNOWN, PAYMENTS],
+            "desired_state": "connected",
+            "on_delete": "Retain",
+            "disconnect_guard": " Refuse",
+        },
     )
     disconnected = Registration(
         policies.CONNECTION_TYPE, "conn", {"custom_key_store_id": PAYMENTS, "desired_state": "disconnected"}
@@ -244,6 +256,7 @@ def test_pack_analyzes_inputs_as_written_when_check_has_not_normalised_them(
     assert found(diagnostics(response, "conn")) == {
         (policies.DESIRED_CONNECTED, "conn", "mandatory"),
         (policies.RETAIN_ON_DELETE, "conn", "mandatory"),
+        (policies.DISCONNECT_GUARD_REFUSE, "conn", "mandatory"),
     }
 
 

@@ -12,7 +12,7 @@ from pulumi_policy import EnforcementLevel, StackValidationPolicy
 from pulumi_policy.proxy import UnknownValueError
 
 from kms_connection import CustomKeyStoreConnection, CustomKeyStoreConnectionSet
-from kms_connection.inputs import DEFAULTS
+from kms_connection.inputs import DEFAULTS, GUARD_DEFAULT
 
 STORE = "cks-1234567890abcdef0"
 OTHER_STORE = "cks-0fedcba9876543210"
@@ -21,17 +21,19 @@ THIRD_STORE = "cks-00112233445566778"
 DESIRED_CONNECTED = policies.DESIRED_CONNECTED
 RETAIN_ON_DELETE = policies.RETAIN_ON_DELETE
 TIMEOUTS = policies.TIMEOUTS_WITHIN_BOUNDS
+GUARD = policies.DISCONNECT_GUARD_REFUSE
 
 
 # --- the pack's shape -------------------------------------------------------------------------------------------
 
 
-def test_pack_has_the_five_policies_with_their_default_enforcement_levels() -> None:
+def test_pack_has_the_six_policies_with_their_default_enforcement_levels() -> None:
     levels = {p.name: p.enforcement_level for p in policies.build_policies()}
 
     assert levels == {
         DESIRED_CONNECTED: EnforcementLevel.MANDATORY,
         RETAIN_ON_DELETE: EnforcementLevel.MANDATORY,
+        GUARD: EnforcementLevel.MANDATORY,
         policies.EVERY_STORE_CONNECTED: EnforcementLevel.MANDATORY,
         TIMEOUTS: EnforcementLevel.ADVISORY,
         policies.NO_FAILED_CONNECTIONS: EnforcementLevel.ADVISORY,
@@ -61,6 +63,7 @@ def test_provider_defaults_are_those_of_the_providers_check() -> None:
         "connect_timeout_seconds": policies.DEFAULT_CONNECT_TIMEOUT_SECONDS,
         "disconnect_timeout_seconds": policies.DEFAULT_DISCONNECT_TIMEOUT_SECONDS,
     } == DEFAULTS
+    assert GUARD_DEFAULT.value == policies.DEFAULT_DISCONNECT_GUARD
 
 
 def test_stack_policies_are_stack_validation_policies() -> None:
@@ -347,6 +350,78 @@ def test_retain_on_delete_reports_a_connection_without_a_store_id() -> None:
     (message,) = validate(policy(RETAIN_ON_DELETE), args).messages
 
     assert "for no key store (custom_key_store_id is not set)" in message
+
+
+# --- disconnect-guard-in-protected-stacks -----------------------------------------------------------------------
+
+
+def test_disconnect_guard_reports_the_default_warn_in_a_protected_stack_naming_resource_store_and_fix() -> None:
+    args = connection_args({"custom_key_store_id": STORE}, name="payments", stack="prod-eu")
+
+    (message,) = validate(policy(GUARD, stack="prod-eu"), args).messages
+
+    assert "'payments'" in message and args.urn in message and STORE in message and "'prod*'" in message
+    assert "disconnect_guard='warn' for key store" in message
+    assert "enabled KMS keys" in message
+    assert "Fix: set disconnect_guard='refuse'" in message and "allowedKeyStores" in message
+
+
+@pytest.mark.parametrize("written", ["warn", "off", "OFF"])
+def test_disconnect_guard_reports_anything_but_refuse_in_a_protected_stack(written: str) -> None:
+    args = connection_args({"custom_key_store_id": STORE, "disconnect_guard": written})
+
+    (message,) = validate(policy(GUARD), args).messages
+
+    assert f"disconnect_guard='{written}'" in message
+
+
+@pytest.mark.parametrize("written", ["refuse", "Refuse", " REFUSE "])
+def test_disconnect_guard_passes_refuse_in_any_letter_case(written: str) -> None:
+    args = connection_args({"custom_key_store_id": STORE, "disconnect_guard": written})
+
+    assert validate(policy(GUARD), args).reported == []
+
+
+def test_disconnect_guard_checks_a_set_as_it_checks_a_connection() -> None:
+    reported = validate(policy(GUARD), set_args({"custom_key_store_ids": [STORE, OTHER_STORE]})).messages
+    passed = validate(policy(GUARD), set_args({"custom_key_store_ids": [STORE], "disconnect_guard": "refuse"}))
+
+    (message,) = reported
+    assert f"key stores {STORE}, {OTHER_STORE}" in message
+    assert passed.reported == []
+
+
+def test_disconnect_guard_ignores_a_stack_that_no_pattern_protects() -> None:
+    args = connection_args({"custom_key_store_id": STORE}, stack="dev")
+
+    assert validate(policy(GUARD, stack="dev"), args).reported == []
+
+
+def test_disconnect_guard_allows_an_allow_listed_key_store() -> None:
+    args = connection_args({"custom_key_store_id": STORE}, config={"allowedKeyStores": [STORE]})
+
+    assert validate(policy(GUARD), args).reported == []
+
+
+def test_disconnect_guard_defers_an_unknown_guard_unless_every_store_is_allow_listed() -> None:
+    args = connection_args({"custom_key_store_id": STORE, "disconnect_guard": UNKNOWN})
+    allowed = connection_args(
+        {"custom_key_store_id": STORE, "disconnect_guard": UNKNOWN}, config={"allowedKeyStores": [STORE]}
+    )
+
+    with pytest.raises(UnknownValueError) as deferred:
+        validate(policy(GUARD), args)
+
+    assert "waits for disconnect_guard of CustomKeyStoreConnection 'conn'" in deferred.value.message
+    assert validate(policy(GUARD), allowed).reported == []
+
+
+def test_disconnect_guard_reports_the_default_at_once_when_the_store_id_is_unknown() -> None:
+    args = connection_args({"custom_key_store_id": UNKNOWN}, name="ledger-connection")
+
+    (message,) = validate(policy(GUARD), args).messages
+
+    assert "'ledger-connection'" in message and "disconnect_guard='warn'" in message
 
 
 # --- connection-timeouts-within-bounds --------------------------------------------------------------------------
