@@ -605,5 +605,7 @@ def test_a_harmless_variation_is_normalised_without_failure(
     inputs = unwrap_secrets(result.inputs)
     for key, value in expected.items():
         assert inputs[key] == value
-    assert emu.calls == []
+    # Valid inputs of a new resource: Check reads the store for its plan line (retried here, since it does not
+    # exist), and changes nothing.
+    assert {call.operation for call in emu.calls} <= {"DescribeCustomKeyStores"}
     COUNTS["realistic mistakes checked"] += 1

@@ -355,13 +355,15 @@ def test_preview_refuses_one_store_declared_connected_and_disconnected_naming_bo
     (failure,) = raised.value.failures
     assert failure.property == "desired_state"
     assert failure.reason.startswith(CONFLICT_TEXT)
-    assert emu.calls == []
+    # Only the first resource's Check read its store (its plan line); the refused one made no call at all.
+    assert [(call.operation, call.store_id) for call in emu.calls] == [("DescribeCustomKeyStores", X)]
 
 
 def test_up_refuses_conflicting_declarations_and_stops_the_other_resource_before_any_request(
     emu: Emulator, deployments: Deployments, programs: Programs, door: Door
 ) -> None:
-    held = door.hold("DescribeCustomKeyStores", X)
+    # The first read of X is hsm's Check (its plan line); the second, held, is its Create's.
+    held = door.hold("DescribeCustomKeyStores", X, skip=1)
     stack = deployments.start(CONFLICT)
     hsm, fleet = programs(CONFLICT)
 
