@@ -30,7 +30,7 @@ from botocore.exceptions import (
 
 from .credentials import USER_AGENT, AccountUnknownError, CredentialsError, CredentialSet, credential_set
 from .errors import AccountRefusedError, KeyStoreNotFoundError, KmsApiError, KmsUnreachableError
-from .plan import KeyCensus, Observation, StoreKey, keys_to_name
+from .plan import KeyCensus, Observation, StoreKey
 from .settings import AwsSettings
 from .states import ConnectionState
 
@@ -129,6 +129,7 @@ class KmsGateway:
         self._make_client = make_client
         self._credentials = credentials
         self._client: KMSClient | None = None
+        self._key_client: KMSClient | None = None
         self._lock = threading.Lock()
         self._account: str | None = None
         self._account_known = False
@@ -140,6 +141,15 @@ class KmsGateway:
             if self._client is None:
                 self._client = self._make_client()
             return self._client
+
+    def _keys_kms(self) -> KMSClient:
+        # A client of its own for the key reads: botocore's adaptive mode paces a client as a whole, and a throttle
+        # of the custom key store operations (KMS allows 5 per second) would pace DescribeKey (2,000 per second)
+        # down with them, turning a listing of seconds into one of minutes.
+        with self._lock:
+            if self._key_client is None:
+                self._key_client = self._make_client()
+            return self._key_client
 
     @property
     def endpoint(self) -> str:
@@ -262,7 +272,7 @@ class KmsGateway:
         has no call that lists a store's keys). ``KeysNotCountedError`` when a call is denied or fails."""
         key_ids: list[str] = []
         try:
-            for page in self._kms().get_paginator("list_keys").paginate(PaginationConfig={"PageSize": KEY_PAGE}):
+            for page in self._keys_kms().get_paginator("list_keys").paginate(PaginationConfig={"PageSize": KEY_PAGE}):
                 key_ids += [entry["KeyId"] for entry in page.get("Keys", [])]
         except (ClientError, BotoCoreError, CredentialsError) as error:
             raise KeysNotCountedError(_why("ListKeys", error)) from None
@@ -277,7 +287,7 @@ class KmsGateway:
         """Each key's metadata (a key deleted since ListKeys is left out), a few calls in flight at once."""
         if not key_ids:
             return []
-        client = self._kms()
+        client = self._keys_kms()
 
         def describe(key_id: str) -> tuple[str, Any]:
             try:
@@ -301,20 +311,19 @@ class KmsGateway:
                 raise error
             return [future.result() for future in futures]
 
-    def key_aliases(self, key_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
-        """The aliases of each key (ListAliases with its KeyId); ``KeysNotCountedError`` when a call is denied or
-        fails."""
-        aliases: dict[str, tuple[str, ...]] = {}
+    def key_aliases(self) -> dict[str, tuple[str, ...]]:
+        """The aliases of the Region's keys, by key id: one ListAliases listing (pages of 100), however many keys
+        are named; ``KeysNotCountedError`` when a call is denied or fails."""
+        aliases: dict[str, list[str]] = {}
         try:
-            paginator = self._kms().get_paginator("list_aliases")
-            for key_id in key_ids:
-                names: list[str] = []
-                for page in paginator.paginate(KeyId=key_id, PaginationConfig={"PageSize": ALIAS_PAGE}):
-                    names += [entry["AliasName"] for entry in page.get("Aliases", [])]
-                aliases[key_id] = tuple(sorted(names))
+            paginator = self._keys_kms().get_paginator("list_aliases")
+            for page in paginator.paginate(PaginationConfig={"PageSize": ALIAS_PAGE}):
+                for entry in page.get("Aliases", []):
+                    if entry.get("TargetKeyId"):
+                        aliases.setdefault(entry["TargetKeyId"], []).append(entry["AliasName"])
         except (ClientError, BotoCoreError, CredentialsError) as error:
             raise KeysNotCountedError(_why("ListAliases", error)) from None
-        return aliases
+        return {key_id: tuple(sorted(names)) for key_id, names in aliases.items()}
 
     def _api_error(self, store_id: str, operation: str, error: ClientError) -> KmsApiError:
         detail = str(error.response.get("Error", {}).get("Message") or "").strip()
@@ -373,8 +382,8 @@ def _why(operation: str, error: Exception) -> str:
 
 
 class KeyLister:
-    """The keys of the stores one operation disconnects, listed once for the operation (a set's stores share one
-    listing of the Region) and named (aliases read) only for the keys a line shows: see ``plan.keys_to_name``.
+    """The keys of the stores one operation disconnects, listed once for the operation: a set's stores share one
+    listing of the Region's keys, and one of its aliases (made only once a store with enabled keys needs naming).
 
     Thread-safe: the stores of a set are disconnected from one thread, but a lister may be shared."""
 
@@ -383,6 +392,8 @@ class KeyLister:
         self._lock = threading.Lock()
         self._listing: dict[str, list[StoreKey]] | None = None
         self._uncounted: str | None = None
+        self._aliases: dict[str, tuple[str, ...]] | None = None
+        self._aliases_unread: str | None = None
         self._census: dict[str, KeyCensus] = {}
 
     def census(self, store_id: str) -> KeyCensus:
@@ -404,12 +415,15 @@ class KeyLister:
             return census
 
     def _named(self, census: KeyCensus) -> KeyCensus:
-        wanted = keys_to_name(census)
-        if not wanted:
+        # Only enabled keys are named in a line; a store without any needs no alias.
+        if not census.enabled:
             return census
-        try:
-            aliases = self._gateway.key_aliases(wanted)
-        except KeysNotCountedError as error:
-            return replace(census, aliases_unread=str(error))
-        keys = tuple(replace(key, aliases=aliases.get(key.key_id, ())) for key in census.keys)
-        return replace(census, keys=keys)
+        if self._aliases is None and self._aliases_unread is None:
+            try:
+                self._aliases = self._gateway.key_aliases()
+            except KeysNotCountedError as error:
+                self._aliases_unread = str(error)
+        if self._aliases is None:
+            return replace(census, aliases_unread=self._aliases_unread)
+        aliases = self._aliases
+        return replace(census, keys=tuple(replace(key, aliases=aliases.get(key.key_id, ())) for key in census.keys))

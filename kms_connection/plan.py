@@ -386,8 +386,9 @@ class KeyCensus:
 
     @property
     def enabled(self) -> list[StoreKey]:
-        """The keys a disconnect makes unusable, by key id (the order lines name them in)."""
-        return sorted((key for key in self.keys if key.enabled), key=lambda key: key.key_id)
+        """The keys a disconnect makes unusable, in the order lines name them: keys with an alias first (people know
+        keys by their aliases), then by key id."""
+        return sorted((key for key in self.keys if key.enabled), key=lambda key: (not key.aliases, key.key_id))
 
 
 def breaks_keys(observation: Observation, desired: DesiredState) -> bool:
@@ -395,11 +396,6 @@ def breaks_keys(observation: Observation, desired: DesiredState) -> bool:
     disconnect towards DISCONNECTED. A FAILED store's repair (disconnect, then connect) does not count: it ends
     connected, and its keys are unusable while it is FAILED anyway."""
     return desired is DesiredState.DISCONNECTED and Action.DISCONNECT.value in plan(observation, desired)
-
-
-def keys_to_name(census: KeyCensus) -> list[str]:
-    """The enabled keys a line names (at most ``KEYS_NAMED``), by id: the ones whose aliases are worth reading."""
-    return [key.key_id for key in census.enabled[:KEYS_NAMED]]
 
 
 def blast_radius(census: KeyCensus, *, refused: bool = False) -> str:

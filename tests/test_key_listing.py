@@ -1,6 +1,6 @@
 """The gateway's listing of a store's keys (``KeyLister``) against the emulator: every page of ListKeys, one listing
-per operation whatever the number of stores, aliases read only for the keys a line names, and a denial that stops
-the listing at once."""
+of keys and one of aliases per operation whatever the number of stores, and a denial that stops the listing at
+once."""
 
 from __future__ import annotations
 
@@ -48,15 +48,18 @@ def test_an_operation_lists_the_regions_keys_once_for_all_its_stores(kms_emulato
     assert calls(kms_emulator) == {"ListKeys": 1, "DescribeKey": 2, "ListAliases": 1}
 
 
-def test_aliases_are_read_only_for_the_keys_a_line_names(kms_emulator: Emulator) -> None:
+def test_aliases_come_from_one_listing_of_the_regions_aliases(kms_emulator: Emulator) -> None:
     store_id = kms_emulator.create_store("hsm", connection_state="CONNECTED")
     for index in range(KEYS_NAMED + 2):
         kms_emulator.create_key(store_id, aliases=[f"alias/key-{index}"])
+    kms_emulator.create_key(aliases=[f"alias/other-{index}" for index in range(150)])  # a second page of aliases
 
     census = lister(kms_emulator).census(store_id)
 
-    assert calls(kms_emulator)["ListAliases"] == KEYS_NAMED
-    assert sum(1 for key in census.keys if key.aliases) == KEYS_NAMED
+    assert calls(kms_emulator)["ListAliases"] == 2
+    assert sorted(alias for key in census.keys for alias in key.aliases) == [
+        f"alias/key-{index}" for index in range(KEYS_NAMED + 2)
+    ]
 
 
 def test_a_store_with_no_keys_gets_an_empty_census_without_alias_calls(kms_emulator: Emulator) -> None:

@@ -31,7 +31,6 @@ from kms_connection.plan import (
     decide,
     describe_plan,
     guard_refusal,
-    keys_to_name,
     next_up,
     plan,
     plan_line,
@@ -561,10 +560,12 @@ def test_blast_radius_names_at_most_five_keys_then_says_how_many_more() -> None:
     assert text.endswith("00000004-0000-4000-8000-000000000000, and 3 more")
 
 
-def test_keys_to_name_are_the_keys_a_line_shows() -> None:
-    keys = tuple(StoreKey(f"{index:08x}-0000-4000-8000-000000000000", "Enabled") for index in reversed(range(8)))
-    census = KeyCensus((*keys, StoreKey("00000000-1111-4000-8000-000000000000", "Disabled")))
-    assert keys_to_name(census) == [f"{index:08x}-0000-4000-8000-000000000000" for index in range(5)]
+def test_blast_radius_names_keys_with_an_alias_before_the_others() -> None:
+    unnamed = StoreKey("00000000-0000-4000-8000-000000000000", "Enabled")
+    census = KeyCensus((unnamed, StoreKey("ffffffff-0000-4000-8000-000000000000", "Enabled", ("alias/zz",))))
+    assert blast_radius(census).endswith(
+        "unusable: alias/zz (ffffffff-0000-4000-8000-000000000000), 00000000-0000-4000-8000-000000000000"
+    )
 
 
 def test_blast_radius_of_a_store_with_no_enabled_key_says_so_and_what_it_holds() -> None:
