@@ -1,12 +1,14 @@
 """What a disconnect breaks, through the real Pulumi CLI and the project's stack program: the blast-radius line of
 ``pulumi preview``, none (and no key call) in a steady preview, ``disconnectGuard: refuse`` stopping ``up`` and
-``destroy`` before any DisconnectCustomKeyStore, and denied key calls handled both ways."""
+``destroy`` before any DisconnectCustomKeyStore, and denied key calls handled both ways; and the provider plugin's
+``disconnectGuard`` from a YAML program."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
+import yaml
 
 from tests.cli.conftest import CONNECTION_TYPE, CliStack, store_entry
 
@@ -130,3 +132,29 @@ def test_with_describe_key_denied_a_guarded_up_fails_closed_with_no_disconnect_c
     assert "so it fails closed" in result.stdout
     assert connected.mutating_calls(before) == []
     assert connected.emulator.state_of(HSM) == "CONNECTED"
+
+
+def test_the_plugins_native_resource_refuses_with_disconnect_guard_in_its_users_names(
+    make_stack: Callable[..., CliStack],
+) -> None:
+    from tests.cli.test_plugin import connection, use_yaml_program
+
+    stack = use_yaml_program(make_stack({HSM: "primary"}), {"primary": connection(HSM)})
+    stack.cli("up", "--yes")
+    stack.emulator.create_key(HSM, key_id=PAYMENTS, aliases=["alias/payments"])
+    project = stack.project_dir / "Pulumi.yaml"
+    program = yaml.safe_load(project.read_text())
+    program["resources"] = {"primary": connection(HSM, desiredState="DISCONNECTED", disconnectGuard="refuse")}
+    project.write_text(yaml.safe_dump(program, sort_keys=False))
+    before = len(stack.calls())
+
+    result = stack.cli("up", "--yes", check=False)
+
+    assert result.returncode != 0
+    assert (
+        "will refuse to disconnect (disconnectGuard is 'refuse'); 1 enabled key would become unusable" in result.stdout
+    )
+    assert "disconnectGuard is 'refuse' and the store holds 1 enabled KMS key" in result.stdout
+    assert "set disconnectGuard to 'warn'" in result.stdout and "disconnect_guard" not in result.stdout
+    assert stack.mutating_calls(before) == []
+    assert stack.emulator.state_of(HSM) == "CONNECTED"
