@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tests.engine import Registration
+from seam.engine import Registration
 
 from .harness import REGION, Bench, Counts, count
 

@@ -2,7 +2,7 @@
 
 The emulator runs in this process on a ``perf_counter`` clock, so the times in its call log (when a Connect
 was accepted, hence when the store reached its target) compare directly with this process's timings. The
-provider runs where the engine runs it, in ``python -u -m pulumi.dynamic``, driven by ``tests.engine``.
+provider runs where the engine runs it, in ``python -u -m pulumi.dynamic``, driven by ``seam.engine``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from bench.pulumi_cli import AMBIENT_AWS_VARIABLES
 from kms_connection.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, Call, Emulator
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
-from tests.engine import ProviderServer, Registration, Stack, dynamic_inputs
-from tests.lifecycle_fixtures import AMBIENT_AWS_VARIABLES
+from seam.engine import ProviderServer, Registration, Stack, dynamic_inputs
 
 PER_STORE_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnection"
 SET_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnectionSet"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
-from tests.engine import PROVIDER_KEY, ProviderServer, dynamic_inputs, make_urn, unwrap_secrets
+from seam.engine import PROVIDER_KEY, ProviderServer, dynamic_inputs, make_urn, unwrap_secrets
 
 from .harness import PER_STORE_TYPE, median, stack_config
 from .noop_provider import NOOP_TYPE, NoopProvider

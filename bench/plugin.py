@@ -38,7 +38,7 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from kms_connection.emulator import Emulator
 from kms_connection.provider import CustomKeyStoreConnectionProvider
-from tests.engine import dynamic_inputs, make_urn, to_struct, unwrap_secrets
+from seam.engine import dynamic_inputs, make_urn, to_struct, unwrap_secrets
 
 from .harness import isolate_environment
 from .overhead import _children_cpu  # the same CPU measure as section 4

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tests.engine import ProviderError, Registration
+from seam.engine import ProviderError, Registration
 
 from .harness import Bench, count, median
 

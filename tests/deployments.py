@@ -21,7 +21,7 @@ from typing import Any
 
 from kms_connection.emulator import Call, Emulator
 from kms_connection.emulator.errors import KmsError
-from tests.engine import PROJECT_ROOT, PlannedStep, ProviderError, ProviderServer, Stack, StepResult
+from seam.engine import PROJECT_ROOT, PlannedStep, ProviderError, ProviderServer, Stack, StepResult
 from tests.lifecycle_fixtures import DESCRIBE, DISCONNECT, REGION, provider_env
 
 FREE_PROGRAM = PROJECT_ROOT / "tests" / "programs" / "free_stack.py"

@@ -2,7 +2,7 @@
 the emulator's call log.
 
 Registrations come from the real stack program (``__main__.py``) run under mocks by
-:func:`tests.engine.capture_registrations`; a capture costs one interpreter start (about a second), so
+:func:`seam.engine.capture_registrations`; a capture costs one interpreter start (about a second), so
 :class:`RegistrationCache` keeps them per config and can capture several configs at once.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kms_connection.emulator import Call, Emulator
-from tests.engine import PROJECT_ROOT, Registration, capture_registrations
+from seam.engine import PROJECT_ROOT, Registration, capture_registrations
 
 PROGRAM = PROJECT_ROOT / "__main__.py"
 CONNECTION_TYPE = "pulumi-python:dynamic/kms:CustomKeyStoreConnection"

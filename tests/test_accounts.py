@@ -19,7 +19,7 @@ import pytest
 
 from kms_connection.emulator import Emulator
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
-from tests.engine import ProviderError, ProviderServer, Registration, Stack, dynamic_inputs
+from seam.engine import ProviderError, ProviderServer, Registration, Stack, dynamic_inputs
 from tests.lifecycle_fixtures import AMBIENT_AWS_VARIABLES, exception_line
 
 pytestmark = pytest.mark.timeout(120)

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from kms_connection.emulator import Emulator
+from seam.engine import ProviderError, Registration, Stack
 from tests.deployments import FREE_PROGRAM, Deployments, connection, connection_set, free_config
-from tests.engine import ProviderError, Registration, Stack
 from tests.lifecycle_fixtures import (
     AMBIENT_AWS_VARIABLES,
     DISCONNECT,

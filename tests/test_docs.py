@@ -7,7 +7,7 @@ Every fenced code block says in its info string how it is tested (CONTRIBUTING.m
   with SIGINT;
 * ``python``: run as a script with the AWS SDKs pointed at a fresh emulator;
 * ``python program``: a Pulumi program, run under ``pulumi.runtime.set_mocks`` (no engine), whose
-  kms-connection resources then go through the real provider server (``tests/engine.py``) against an emulator
+  kms-connection resources then go through the real provider server (``seam/engine.py``) against an emulator
   that holds every store id the block names: a preview, and an ``up``;
 * ``yaml stack-config``: a ``Pulumi.<stack>.yaml`` for the stack program, which runs under mocks with it;
 * ``yaml``, ``json``: parsed; ``text``: output, not run;
@@ -44,7 +44,7 @@ from kms_connection.emulator.model import error_code_store_types
 from kms_connection.emulator.store import CLOUDHSM, EXTERNAL
 from kms_connection.errors import API_ERROR_REMEDIES, ConnectFailedError
 from kms_connection.states import CONNECTION_ERROR_REMEDIES
-from tests.engine import (
+from seam.engine import (
     PROJECT_ROOT,
     UNKNOWN,
     ProviderServer,

@@ -1,4 +1,4 @@
-"""Self-tests of ``tests/engine.py`` against the toy provider, through the real ``python -m pulumi.dynamic``."""
+"""Self-tests of ``seam/engine.py`` against the toy provider, through the real ``python -m pulumi.dynamic``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.engine import (
+from seam.engine import (
     PROVIDER_KEY,
     UNKNOWN,
     CheckFailure,

@@ -1,4 +1,4 @@
-"""The fault matrix: the provider through the real provider server (``tests/engine.py``) against the emulator.
+"""The fault matrix: the provider through the real provider server (``seam/engine.py``) against the emulator.
 
 Each case injects one fault (throttling, 5xx bursts, dropped connections, eventual-consistency lag, a connect
 that ends FAILED with each ConnectionErrorCode, a connect that hangs, a store deleted or flipped by someone
@@ -36,7 +36,7 @@ from kms_connection.emulator.faults import FailMode
 from kms_connection.emulator.store import settled
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
 from kms_connection.states import ConnectionState, remedy
-from tests.engine import ProviderError, ProviderServer, Registration, Stack, dynamic_inputs, unwrap_secrets
+from seam.engine import ProviderError, ProviderServer, Registration, Stack, dynamic_inputs, unwrap_secrets
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,7 +5,7 @@ Three layers, from many cases to few:
 * property-based (hypothesis), in-process: ``provider.check(olds, news)`` of both providers, configured like the
   engine configures them, with arbitrary JSON (and the non-standard NaN and Infinity Python's ``json`` reads
   from stack config), near-miss values that reach every branch, unknowns, and extra properties;
-* property-based, through the real provider server's ``Check`` (``tests/engine.py``): fewer cases, same rules,
+* property-based, through the real provider server's ``Check`` (``seam/engine.py``): fewer cases, same rules,
   and the server must answer exactly what the provider answers in-process for the same wire values;
 * a table of realistic mistakes with the exact message each gets, through the real server.
 
@@ -36,7 +36,7 @@ from kms_connection.emulator.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_A
 from kms_connection.inputs import INPUT_NAMES, MAX_TIMEOUT_SECONDS, ROLE_INPUT_NAMES, SET_INPUT_NAMES, _known_regions
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
 from kms_connection.settings import ROLE_ARN
-from tests.engine import (
+from seam.engine import (
     PROVIDER_KEY,
     ProviderError,
     ProviderServer,

@@ -1,7 +1,7 @@
 """Lifecycle scenarios of the kms-connection stack, end to end without the Pulumi CLI.
 
 Each scenario drives the SDK's real provider server (``python -u -m pulumi.dynamic``, as the engine starts
-it) through ``tests/engine.py`` with the registrations the real stack program (``__main__.py``) makes for a
+it) through ``seam/engine.py`` with the registrations the real stack program (``__main__.py``) makes for a
 stack config naming stores of an in-process KMS emulator, and asserts on the gRPC answers, on what the
 provider printed (the engine shows it to the user) and on the emulator's call log.
 """
@@ -23,7 +23,7 @@ import pytest
 
 from kms_connection.emulator import Emulator, FakeClock
 from kms_connection.states import CONNECTION_ERROR_REMEDIES
-from tests.engine import (
+from seam.engine import (
     PROVIDER_KEY,
     CheckFailuresError,
     ProviderError,

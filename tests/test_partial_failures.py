@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from kms_connection.emulator import Emulator
+from seam.engine import ProviderError, Stack
 from tests.deployments import Deployments, main_config, states
-from tests.engine import ProviderError, Stack
 from tests.lifecycle_fixtures import (
     AMBIENT_AWS_VARIABLES,
     CONNECT,

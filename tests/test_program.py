@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kms_connection.provider import CustomKeyStoreConnectionProvider
-from tests.engine import (
+from seam.engine import (
     PROJECT_ROOT,
     ProgramError,
     Registration,

@@ -10,7 +10,7 @@ Credentials with distinctive values are set in two places a real stack has them:
   and resources' own ``role_arn``), each distinctive: the emulator issues them from a canary source, short-lived so
   that botocore assumes the roles again during a wait.
 
-Then full lifecycles run through the real provider server (``tests/engine.py``) with the registrations the real
+Then full lifecycles run through the real provider server (``seam/engine.py``) with the registrations the real
 stack program makes: preview, up, drift preview, refresh, update, destroy, and failures (a FAILED connect, a
 missing store, a timeout, bad input, partial credentials). Every answer the provider server gives is recorded
 (:class:`RecordingServer`) and searched, as JSON and after decoding every ``__provider`` (base64, then dill),
@@ -40,7 +40,7 @@ from google.protobuf import json_format
 
 from kms_connection.emulator import Emulator
 from kms_connection.provider import CustomKeyStoreConnectionProvider, CustomKeyStoreConnectionSetProvider
-from tests.engine import (
+from seam.engine import (
     PROJECT_ROOT,
     PROVIDER_KEY,
     CheckFailuresError,

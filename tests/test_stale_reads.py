@@ -19,8 +19,8 @@ import pytest
 
 from kms_connection.emulator import Emulator, FakeClock
 from kms_connection.plan import CONSISTENCY_SECONDS
+from seam.engine import Registration, Stack
 from tests.deployments import Deployments, Door, Running, disconnects, main_config, run_in_background
-from tests.engine import Registration, Stack
 from tests.lifecycle_fixtures import (
     AMBIENT_AWS_VARIABLES,
     CONNECT,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from kms_connection.emulator import Emulator, FakeClock
+from seam.engine import CheckFailuresError, ProviderError, Registration, Stack, StepResult
 from tests.deployments import (
     FREE_PROGRAM,
     Deployments,
@@ -33,7 +34,6 @@ from tests.deployments import (
     run_in_background,
     states,
 )
-from tests.engine import CheckFailuresError, ProviderError, Registration, Stack, StepResult
 from tests.lifecycle_fixtures import (
     AMBIENT_AWS_VARIABLES,
     CONNECT,

@@ -1,4 +1,4 @@
-"""A toy dynamic provider used only to self-test ``tests/engine.py``.
+"""A toy dynamic provider used only to self-test ``seam/engine.py``.
 
 ``EchoProvider`` echoes its inputs into outputs and appends one JSON line per call (method, pid,
 what it received) to the file named by the ``TOY_LOG`` environment variable of the provider

@@ -1133,7 +1133,7 @@ def capture_registrations(
     with tempfile.TemporaryDirectory(prefix="capture-") as tmp:
         out = Path(tmp) / "registrations.json"
         proc = subprocess.run(
-            [sys.executable, "-m", "tests.engine", "capture", str(program), project, stack, str(out)],
+            [sys.executable, "-m", "seam.engine", "capture", str(program), project, stack, str(out)],
             cwd=PROJECT_ROOT,
             env=child_env,
             capture_output=True,
@@ -1168,7 +1168,7 @@ def capture_registrations(
 
 
 def _capture_child(program: str, project: str, stack: str, out: str) -> int:
-    """Child side of :func:`capture_registrations` (``python -m tests.engine capture ...``)."""
+    """Child side of :func:`capture_registrations` (``python -m seam.engine capture ...``)."""
     import runpy
 
     import pulumi
@@ -1217,7 +1217,7 @@ def _capture_child(program: str, project: str, stack: str, out: str) -> int:
 def _main(argv: Sequence[str]) -> int:
     if len(argv) == 5 and argv[0] == "capture":
         return _capture_child(*argv[1:])
-    print("usage: python -m tests.engine capture PROGRAM PROJECT STACK OUT", file=sys.stderr)
+    print("usage: python -m seam.engine capture PROGRAM PROJECT STACK OUT", file=sys.stderr)
     return 2
 
 
