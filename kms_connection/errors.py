@@ -22,8 +22,9 @@ API_ERROR_REMEDIES: dict[str, str] = {
         "the store's CloudHSM cluster is not ACTIVE; initialize and activate the cluster, then run `pulumi up` again"
     ),
     "CloudHsmClusterInvalidConfigurationException": (
-        "the CloudHSM cluster's configuration does not meet KMS's requirements (security group rules, HSMs in "
-        "two Availability Zones); fix it, then run `pulumi up` again"
+        "the CloudHSM cluster's configuration does not meet KMS's requirements (private subnets in two Availability "
+        "Zones, the cluster security group's rules for TCP ports 2223-2225, and at least one active HSM to connect); "
+        "fix it, then run `pulumi up` again"
     ),
     "KMSInternalException": "KMS had an internal error and retries did not help; run `pulumi up` again later",
     "ThrottlingException": (

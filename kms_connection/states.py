@@ -69,8 +69,9 @@ CONNECTION_ERROR_REMEDIES: dict[str, str] = {
         "subnet (two are recommended). Free addresses or add subnets, then connect again."
     ),
     "SUBNET_NOT_FOUND": (
-        "a subnet in the CloudHSM cluster configuration was deleted; create a subnet in that Availability Zone "
-        "or remove the zone from the cluster configuration, then connect again."
+        "a subnet in the CloudHSM cluster configuration was deleted; create a cluster from a recent backup (which "
+        "makes a new configuration with a VPC and private subnets), associate it with the key store, then connect "
+        "again."
     ),
     "USER_LOCKED_OUT": (
         "the kmsuser crypto user is locked out of the CloudHSM cluster after failed logins; change the kmsuser "
