@@ -293,10 +293,16 @@ def test_the_policy_pack_stops_a_native_connection_that_disconnects_on_delete_in
     assert result.returncode != 0
     assert "no-disconnect-on-delete-in-protected-stacks" in result.stdout
     # local-hsm disconnects on delete (the default); local-xks says onDelete: retain.
-    assert f"CustomKeyStoreConnection 'local-hsm' (urn:pulumi:prod::kms-connection-yaml::{CONNECTION}::local-hsm)" in (
-        result.stdout
+    hsm, xks = (
+        f"CustomKeyStoreConnection '{name}' (urn:pulumi:prod::kms-connection-yaml::{CONNECTION}::{name})"
+        for name in ("local-hsm", "local-xks")
     )
-    assert "CustomKeyStoreConnection 'local-xks'" not in result.stdout
+    assert f"{hsm} has onDelete='disconnect'" in result.stdout
+    assert f"{xks} has onDelete" not in result.stdout
+    # Neither sets disconnectGuard: refuse, which a protected stack requires too.
+    assert "disconnect-guard-in-protected-stacks" in result.stdout
+    assert f"{hsm} has disconnectGuard='warn'" in result.stdout
+    assert f"{xks} has disconnectGuard='warn'" in result.stdout
     assert stack.resources(CONNECTION) == {}
     assert stack.mutating_calls() == []
 
