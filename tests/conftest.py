@@ -23,6 +23,7 @@ from pulumi.dynamic.config import Config
 
 from kms_connection.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, Emulator
 from kms_connection.provider import new_deployment
+from tests.deployments import Deployments
 from tests.lifecycle_fixtures import AMBIENT_AWS_VARIABLES
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -110,3 +111,19 @@ def configured(kms_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Calla
         return provider
 
     return make
+
+
+@pytest.fixture
+def make_deployments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[[Emulator], Deployments]]:
+    """Deployments of one stack against an emulator, each in its own provider process; all stopped afterwards."""
+    for name in AMBIENT_AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    made: list[Deployments] = []
+
+    def make(emulator: Emulator) -> Deployments:
+        made.append(Deployments(emulator, tmp_path))
+        return made[-1]
+
+    yield make
+    for deployments in made:
+        deployments.close()

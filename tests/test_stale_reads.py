@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from kms_connection.plan import CONSISTENCY_SECONDS
 from seam.engine import Registration, Stack
 from tests.deployments import Deployments, Door, Running, disconnects, main_config, run_in_background
 from tests.lifecycle_fixtures import (
-    AMBIENT_AWS_VARIABLES,
     CONNECT,
     DESCRIBE,
     DISCONNECT,
@@ -49,21 +47,6 @@ def registrations() -> RegistrationCache:
     return cache
 
 
-@pytest.fixture
-def deployments_of(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[[Emulator], Deployments]]:
-    for name in AMBIENT_AWS_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    made: list[Deployments] = []
-
-    def make(emulator: Emulator) -> Deployments:
-        made.append(Deployments(emulator, tmp_path))
-        return made[-1]
-
-    yield make
-    for deployments in made:
-        deployments.close()
-
-
 class Slow:
     """An emulator on a fake clock holding X, the provider deployments against it, and its door."""
 
@@ -81,11 +64,11 @@ class Slow:
 
 @pytest.fixture
 def slow(
-    make_emulator: Callable[..., Emulator], deployments_of: Callable[[Emulator], Deployments]
+    make_emulator: Callable[..., Emulator], make_deployments: Callable[[Emulator], Deployments]
 ) -> Iterator[Slow]:
     clock = FakeClock()
     emulator = make_emulator(clock=clock, connect_seconds=TRANSITION, disconnect_seconds=TRANSITION)
-    world = Slow(emulator, clock, deployments_of(emulator))
+    world = Slow(emulator, clock, make_deployments(emulator))
     yield world
     world.door.close()
 
@@ -230,9 +213,9 @@ def test_the_next_up_after_a_disconnect_undone_twice_does_what_the_message_said(
 
 
 def test_an_update_whose_first_read_answers_not_found_looks_again(
-    emu: Emulator, deployments_of: Callable[[Emulator], Deployments], registrations: RegistrationCache
+    emu: Emulator, make_deployments: Callable[[Emulator], Deployments], registrations: RegistrationCache
 ) -> None:
-    deployments = deployments_of(emu)
+    deployments = make_deployments(emu)
     deployments.start(WANT_CONNECTED).up(the(registrations, WANT_CONNECTED))
     stack = deployments.start(WANT_DISCONNECTED)
     planned = stack.plan_step(the(registrations, WANT_DISCONNECTED))
@@ -248,9 +231,9 @@ def test_an_update_whose_first_read_answers_not_found_looks_again(
 
 
 def test_a_delete_whose_first_read_answers_not_found_looks_again_and_disconnects(
-    emu: Emulator, deployments_of: Callable[[Emulator], Deployments], registrations: RegistrationCache
+    emu: Emulator, make_deployments: Callable[[Emulator], Deployments], registrations: RegistrationCache
 ) -> None:
-    deployments = deployments_of(emu)
+    deployments = make_deployments(emu)
     deployments.start(WANT_CONNECTED).up(the(registrations, WANT_CONNECTED))
     stack = deployments.start(NOTHING)
     door = Door(emu)
@@ -266,9 +249,9 @@ def test_a_delete_whose_first_read_answers_not_found_looks_again_and_disconnects
 
 
 def test_a_refresh_whose_first_read_answers_not_found_looks_again_and_keeps_the_resource(
-    emu: Emulator, deployments_of: Callable[[Emulator], Deployments], registrations: RegistrationCache
+    emu: Emulator, make_deployments: Callable[[Emulator], Deployments], registrations: RegistrationCache
 ) -> None:
-    deployments = deployments_of(emu)
+    deployments = make_deployments(emu)
     registration = the(registrations, WANT_CONNECTED)
     deployments.start(WANT_CONNECTED).up(registration)
     stack = deployments.start(WANT_CONNECTED)

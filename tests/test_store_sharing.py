@@ -12,7 +12,6 @@ declared it CONNECTED to the provider.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +34,6 @@ from tests.deployments import (
     states,
 )
 from tests.lifecycle_fixtures import (
-    AMBIENT_AWS_VARIABLES,
     CONNECT,
     DISCONNECT,
     RegistrationCache,
@@ -94,22 +92,6 @@ class Programs:
 @pytest.fixture(scope="module")
 def programs() -> Programs:
     return Programs()
-
-
-@pytest.fixture
-def make_deployments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[[Emulator], Deployments]]:
-    """Deployments of one stack against an emulator, each in its own provider process; all stopped afterwards."""
-    for name in AMBIENT_AWS_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    made: list[Deployments] = []
-
-    def make(emulator: Emulator) -> Deployments:
-        made.append(Deployments(emulator, tmp_path))
-        return made[-1]
-
-    yield make
-    for deployments in made:
-        deployments.close()
 
 
 @pytest.fixture
