@@ -1,16 +1,17 @@
 # Sourced by scripts/pulumi and scripts/up (or run on its own, to print the folder): finds the Pulumi CLI this
-# project runs, and sets PULUMI_BIN_DIR to the folder holding `pulumi`, the Python and YAML language hosts and
-# the two runtime shims.
+# project runs, and sets PULUMI_BIN_DIR to the folder holding `pulumi`, the Python, Node.js and YAML language
+# hosts and the two runtime shims.
 # A `pulumi` on PATH wins. Otherwise the pinned build of engine/ (the Pulumi CLI from its Go modules, plus our
-# Python language host and the YAML one) is made once per machine into a per-user cache keyed by the version and engine/'s sources;
-# Go's own module and build caches make a rebuild quick.
+# Python and Node.js language hosts and the YAML one) is made once per machine into a per-user cache keyed by the
+# version and engine/'s sources; Go's own module and build caches make a rebuild quick.
 engine_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PULUMI_VERSION="$(awk '$1 == "github.com/pulumi/pulumi/pkg/v3" { print $2 }' "$engine_root/engine/go.mod")"
 
 pulumi_build_dir() {
   local key
-  key="$(cat "$engine_root"/engine/go.mod "$engine_root"/engine/go.sum "$engine_root"/engine/*/*.go \
-    "$engine_root"/engine/language-yaml/go.mod "$engine_root"/engine/language-yaml/go.sum | sha256sum | cut -c1-12)"
+  # Every Go source of the module (in a stable order), its go.mod and go.sum, and the YAML host's.
+  key="$( (cd "$engine_root/engine" && find . -name '*.go' | LC_ALL=C sort | xargs cat go.mod go.sum \
+    language-yaml/go.mod language-yaml/go.sum) | sha256sum | cut -c1-12)"
   echo "${KMS_CONNECTION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kms-connection}/pulumi-$PULUMI_VERSION-$key"
 }
 
@@ -41,7 +42,8 @@ ensure_pulumi() {
       if ! (
         cd "$engine_root/engine" &&
         go build -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
-          -o "$tmp/bin/" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi ./pulumi-language-python &&
+          -o "$tmp/bin/" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi ./pulumi-language-python \
+          ./pulumi-language-nodejs &&
         # The YAML language host, from its own module (see language-yaml/go.mod for why).
         (cd language-yaml &&
          go build -ldflags "-X github.com/pulumi/pulumi-yaml/pkg/version.Version=$(awk \

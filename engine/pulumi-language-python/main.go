@@ -19,58 +19,15 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
-	"github.com/pulumi/pulumi/sdk/v3/go/common/version"
-	"github.com/pulumi/pulumi/sdk/v3/python/toolchain"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/structpb"
+	"github.com/pulumi/pulumi/sdk/v3/python/toolchain"
+	"kms-connection/engine/internal/langhost"
 )
 
-// The exit code pulumi-language-python-exec uses after it has shown the user an actionable message: the engine
-// should not print a second, generic error.
-const exitAfterUserActionableMessage = 32
-
 type host struct {
-	pulumirpc.UnimplementedLanguageRuntimeServer
+	langhost.Base
 
-	mu            sync.Mutex
-	engineAddress string
-	execShim      string
-}
-
-func (h *host) engine() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.engineAddress
-}
-
-func (h *host) Handshake(
-	_ context.Context, req *pulumirpc.LanguageHandshakeRequest,
-) (*pulumirpc.LanguageHandshakeResponse, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.engineAddress = req.EngineAddress
-	return &pulumirpc.LanguageHandshakeResponse{}, nil
-}
-
-func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
-	return &pulumirpc.PluginInfo{Version: version.Version}, nil
-}
-
-// GetRequiredPlugins and GetRequiredPackages name no plugin: the engine loads each provider when a resource asks
-// for it, and this project's machines cannot download plugins, so announcing one would only start a download.
-func (h *host) GetRequiredPlugins(
-	context.Context, *pulumirpc.GetRequiredPluginsRequest,
-) (*pulumirpc.GetRequiredPluginsResponse, error) {
-	return &pulumirpc.GetRequiredPluginsResponse{}, nil
-}
-
-func (h *host) GetRequiredPackages(
-	context.Context, *pulumirpc.GetRequiredPackagesRequest,
-) (*pulumirpc.GetRequiredPackagesResponse, error) {
-	return &pulumirpc.GetRequiredPackagesResponse{}, nil
+	execShim string
 }
 
 // pythonToolchain resolves the toolchain (pip, poetry or uv, and the virtual environment) from the runtime options
@@ -81,8 +38,8 @@ func pythonToolchain(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, error) {
 	}
 	options := toolchain.PythonOptions{Root: info.RootDirectory, ProgramDir: info.ProgramDirectory}
 	fields := info.GetOptions().GetFields()
-	options.Virtualenv = stringOption(fields, "virtualenv")
-	switch name := stringOption(fields, "toolchain"); name {
+	options.Virtualenv = langhost.StringOption(fields, "virtualenv")
+	switch name := langhost.StringOption(fields, "toolchain"); name {
 	case "", "auto":
 		options.Toolchain = toolchain.Auto
 	case "pip":
@@ -95,13 +52,6 @@ func pythonToolchain(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, error) {
 		return nil, fmt.Errorf("unknown Python toolchain %q in the runtime options (pip, poetry or uv)", name)
 	}
 	return toolchain.ResolveToolchain(options)
-}
-
-func stringOption(fields map[string]*structpb.Value, name string) string {
-	if value, ok := fields[name]; ok {
-		return value.GetStringValue()
-	}
-	return ""
 }
 
 func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
@@ -124,11 +74,10 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if err != nil {
 		return nil, err
 	}
-	engineAddress := h.engine()
 	args := []string{
 		"-u", h.execShim,
 		"--monitor", req.MonitorAddress,
-		"--engine", engineAddress,
+		"--engine", h.Engine(),
 		"--project", req.Project,
 		"--stack", req.Stack,
 		"--pwd", req.Pwd,
@@ -150,19 +99,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	cmd.Dir = req.Pwd
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) {
-			if exitErr.ExitCode() == exitAfterUserActionableMessage {
-				return &pulumirpc.RunResponse{Bail: true}, nil
-			}
-			return &pulumirpc.RunResponse{
-				Error: fmt.Sprintf("Program exited with non-zero exit code: %d", exitErr.ExitCode()),
-			}, nil
-		}
-		return &pulumirpc.RunResponse{Error: err.Error()}, nil
-	}
-	return &pulumirpc.RunResponse{}, nil
+	return langhost.RunResult(cmd.Run()), nil
 }
 
 // RunPlugin runs a plugin written in Python (a policy pack's analyzer) from its directory: `python -u DIR` runs
@@ -235,26 +172,9 @@ func (h *host) InstallDependencies(
 	if err != nil {
 		return err
 	}
-	stdout, stderr := &dependencyWriter{server: server}, &dependencyWriter{server: server, stderr: true}
+	stdout, stderr := &langhost.DependencyWriter{Server: server}, &langhost.DependencyWriter{Server: server, Stderr: true}
 	return tc.InstallDependencies(server.Context(), req.Info.ProgramDirectory, req.UseLanguageVersionTools,
 		req.IsTerminal, stdout, stderr)
-}
-
-type dependencyWriter struct {
-	server pulumirpc.LanguageRuntime_InstallDependenciesServer
-	stderr bool
-}
-
-func (w *dependencyWriter) Write(p []byte) (int, error) {
-	chunk := append([]byte(nil), p...)
-	response := &pulumirpc.InstallDependenciesResponse{Stdout: chunk}
-	if w.stderr {
-		response = &pulumirpc.InstallDependenciesResponse{Stderr: chunk}
-	}
-	if err := w.server.Send(response); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }
 
 func (h *host) About(ctx context.Context, req *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
@@ -294,34 +214,13 @@ func (h *host) GetProgramDependencies(
 func main() {
 	executable, err := os.Executable()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fatal: cannot find this executable: %v\n", err)
-		os.Exit(1)
+		langhost.Fatal(fmt.Errorf("cannot find this executable: %w", err))
 	}
 	// Like the upstream host, refuse to start without the SDK's exec shim beside this binary.
 	shim := filepath.Join(filepath.Dir(executable), "pulumi-language-python-exec")
 	if _, err := os.Stat(shim); err != nil {
-		fmt.Fprintf(os.Stderr, "fatal: %s is missing; rebuild the CLI with scripts/pulumi\n", shim)
-		os.Exit(1)
+		langhost.Fatal(fmt.Errorf("%s is missing; rebuild the CLI with scripts/pulumi", shim))
 	}
 	h := &host{execShim: shim}
-	if len(os.Args) > 1 {
-		// The engine passes its own address as the last argument; Handshake, when it comes, says it again.
-		h.engineAddress = os.Args[len(os.Args)-1]
-	}
-	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
-		Init: func(srv *grpc.Server) error {
-			pulumirpc.RegisterLanguageRuntimeServer(srv, h)
-			return nil
-		},
-		Options: rpcutil.OpenTracingServerInterceptorOptions(nil),
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "fatal: %v\n", err)
-		os.Exit(1)
-	}
-	fmt.Printf("%d\n", handle.Port)
-	if err := <-handle.Done; err != nil {
-		fmt.Fprintf(os.Stderr, "fatal: %v\n", err)
-		os.Exit(1)
-	}
+	langhost.Serve(h, &h.Base)
 }
