@@ -26,6 +26,8 @@ from .names import CONFIG_KEYS, CONNECTION_TYPE, PACKAGE, SET_TYPE, camel, users
 
 ENDPOINT_TYPE = f"{PACKAGE}:index:Endpoint"
 ASSUME_ROLE_TYPE = f"{PACKAGE}:index:AssumeRole"
+NODEJS_PACKAGE = "@kms-connection/pulumi"
+NODEJS_SDK_RANGE = "^3.270.0"
 
 # What the plugin adds to the Python resource's words: options a dynamic provider never receives.
 _PLUGIN_NOTES = {
@@ -135,6 +137,16 @@ def build() -> dict[str, Any]:
         ),
         "keywords": ["aws", "kms", "custom key store", "cloudhsm", "xks", "category/cloud"],
         "license": "Apache-2.0",
+        # The TypeScript SDK that `pulumi package gen-sdk --language nodejs` writes (sdk/nodejs): its npm name, and
+        # the Node.js SDK its generated code needs (the engine's code generator calls APIs added after 3.248).
+        "language": {
+            "nodejs": {
+                "packageName": NODEJS_PACKAGE,
+                "packageDescription": "Declare whether AWS KMS custom key stores are connected (kms-connection).",
+                "dependencies": {"@pulumi/pulumi": NODEJS_SDK_RANGE},
+                "respectSchemaVersion": True,
+            }
+        },
         "config": {"variables": config},
         "provider": {
             "description": "The kms-connection provider: where its KMS calls go.",
