@@ -65,6 +65,17 @@ def policy_venv() -> Path:
     return ROOT / "policy" / "venv"
 
 
+@pytest.fixture(scope="session")
+def typescript_modules() -> Path:
+    """The TypeScript example's npm packages (``npm ci`` in examples/typescript, once per session)."""
+    from tests.cli.programs import install_typescript_example  # it imports this module's CliStack
+
+    try:
+        return install_typescript_example()
+    except RuntimeError as error:
+        pytest.fail(str(error))
+
+
 def store_entry(store_id: str, name: str, **keys: Any) -> dict[str, Any]:
     """One ``kms-connection:keyStores`` entry, as a user writes it in stack config."""
     return {"id": store_id, "name": name, **keys}

@@ -137,7 +137,7 @@ def test_with_describe_key_denied_a_guarded_up_fails_closed_with_no_disconnect_c
 def test_the_plugins_native_resource_refuses_with_disconnect_guard_in_its_users_names(
     make_stack: Callable[..., CliStack],
 ) -> None:
-    from tests.cli.test_plugin import connection, use_yaml_program
+    from tests.cli.programs import connection, use_yaml_program
 
     stack = use_yaml_program(make_stack({HSM: "primary"}), {"primary": connection(HSM)})
     stack.cli("up", "--yes")

@@ -2,7 +2,8 @@
 
 Each test runs the YAML example (examples/yaml/), or a program like it, against its own emulator seeded from
 local/seed.json (the example's two stores), with the plugin taken from this checkout, and asserts on KMS's
-state, the emulator's call log, the stack's state and what the CLI prints.
+state, the emulator's call log, the stack's state and what the CLI prints. Converging, drift in preview and
+destroy run the TypeScript example (examples/typescript/) too; test_typescript.py has what is TypeScript's own.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from bench.pulumi_cli import ROOT, run_pulumi
+from bench.pulumi_cli import ROOT
 from tests.cli.conftest import CliStack
+from tests.cli.programs import connection, use_typescript_program, use_yaml_program
 
 pytestmark = pytest.mark.timeout(900)
 
-EXAMPLE = ROOT / "examples" / "yaml"
 CONNECTION = "kms-connection:index:CustomKeyStoreConnection"
 SET = "kms-connection:index:CustomKeyStoreConnectionSet"
 # The two stores of local/seed.json, as the example names them.
@@ -31,24 +31,6 @@ XKS = "cks-0fedcba9876543210"
 NEW = "cks-3333333333333333c"
 # How the state marks a secret value (the Automation API's export shows it decrypted, but still marked).
 SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
-
-
-def use_yaml_program(stack: CliStack, resources: dict[str, Any] | None = None) -> CliStack:
-    """Make the stack's project the YAML example (or the example's project with ``resources`` instead of its
-    own), running the plugin from this checkout, configured for the stack's emulator."""
-    for path in stack.project_dir.iterdir():
-        path.unlink()
-    project = yaml.safe_load((EXAMPLE / "Pulumi.yaml").read_text())
-    project["plugins"]["providers"][0]["path"] = str(ROOT / "provider")
-    if resources is not None:
-        project["resources"] = resources
-        project.pop("outputs", None)
-    (stack.project_dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-    config = {"kms-connection:region": "us-east-1", "kms-connection:endpoints": [{"kms": stack.emulator.endpoint_url}]}
-    (stack.project_dir / f"Pulumi.{stack.name}.yaml").write_text(yaml.safe_dump({"config": config}))
-    created = run_pulumi(stack.pulumi_bin_dir, stack.project_dir, stack.env, "stack", "init", stack.name)
-    assert created.returncode == 0, created.stdout
-    return stack
 
 
 @pytest.fixture
@@ -63,6 +45,14 @@ def example(seeded: CliStack) -> CliStack:
     return use_yaml_program(seeded)
 
 
+@pytest.fixture(params=["yaml", "typescript"])
+def example_in_each_language(request: pytest.FixtureRequest, seeded: CliStack) -> CliStack:
+    """The YAML example, then the TypeScript one (the same two resources), against the seeded emulator."""
+    if request.param == "yaml":
+        return use_yaml_program(seeded)
+    return use_typescript_program(seeded, request.getfixturevalue("typescript_modules"))
+
+
 def wait_for_state(stack: CliStack, store_id: str, state: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while stack.emulator.state_of(store_id) != state:
@@ -70,13 +60,9 @@ def wait_for_state(stack: CliStack, store_id: str, state: str, timeout: float = 
         time.sleep(0.1)
 
 
-def connection(store_id: Any, **properties: Any) -> dict[str, Any]:
-    """A CustomKeyStoreConnection in a YAML program."""
-    properties = {"customKeyStoreId": store_id, **properties}
-    return {"type": "kms-connection:CustomKeyStoreConnection", "properties": properties}
+def test_the_example_connects_the_seeded_stores_through_the_plugin(example_in_each_language: CliStack) -> None:
+    example = example_in_each_language
 
-
-def test_the_yaml_example_connects_the_seeded_stores_through_the_plugin(example: CliStack) -> None:
     result = example.up()
 
     assert result.summary.result == "succeeded"
@@ -106,7 +92,10 @@ def test_a_second_up_changes_nothing_and_only_reads(example: CliStack) -> None:
     assert {call.operation for call in example.calls(before)} == {"DescribeCustomKeyStores"}
 
 
-def test_preview_of_drift_shows_the_update_and_our_plan_line_on_the_resource(example: CliStack) -> None:
+def test_preview_of_drift_shows_the_update_and_our_plan_line_on_the_resource(
+    example_in_each_language: CliStack,
+) -> None:
+    example = example_in_each_language
     example.up()
     example.emulator.client().disconnect_custom_key_store(CustomKeyStoreId=HSM)
     before = len(example.calls())
@@ -132,7 +121,10 @@ def test_up_repairs_drift(example: CliStack) -> None:
     assert example.emulator.state_of(HSM) == "CONNECTED"
 
 
-def test_destroy_disconnects_by_default_and_leaves_on_delete_retain_stores_connected(example: CliStack) -> None:
+def test_destroy_disconnects_by_default_and_leaves_on_delete_retain_stores_connected(
+    example_in_each_language: CliStack,
+) -> None:
+    example = example_in_each_language
     example.up()
     before = len(example.calls())
 
