@@ -288,13 +288,22 @@ class KmsGateway:
         if not key_ids:
             return []
         client = self._keys_kms()
+        # Set by the first call that fails: the calls not yet sent are not sent. Cancelling the pool's queue alone
+        # is too late under load, as its workers keep taking keys until this thread wakes to cancel.
+        stop = threading.Event()
 
         def describe(key_id: str) -> tuple[str, Any]:
+            if stop.is_set():
+                return key_id, {}  # never read: the failure that set it is raised
             try:
                 return key_id, client.describe_key(KeyId=key_id)["KeyMetadata"]
             except ClientError as error:
                 if _code(error) == "NotFoundException":
                     return key_id, {}
+                stop.set()
+                raise
+            except BaseException:
+                stop.set()
                 raise
 
         with ThreadPoolExecutor(max_workers=min(DESCRIBE_KEY_WORKERS, len(key_ids))) as pool:
