@@ -5,6 +5,7 @@ package langhost
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -77,6 +78,24 @@ func StringOption(fields map[string]*structpb.Value, name string) string {
 		return value.GetStringValue()
 	}
 	return ""
+}
+
+// ConfigEnv is the stack's config for a program's environment, as both SDKs read it: PULUMI_CONFIG (a JSON
+// object) and PULUMI_CONFIG_SECRET_KEYS (a JSON array, never null).
+func ConfigEnv(req *pulumirpc.RunRequest) ([]string, error) {
+	config, err := json.Marshal(req.Config)
+	if err != nil {
+		return nil, err
+	}
+	secretKeys := req.ConfigSecretKeys
+	if secretKeys == nil {
+		secretKeys = []string{}
+	}
+	secretKeysJSON, err := json.Marshal(secretKeys)
+	if err != nil {
+		return nil, err
+	}
+	return []string{"PULUMI_CONFIG=" + string(config), "PULUMI_CONFIG_SECRET_KEYS=" + string(secretKeysJSON)}, nil
 }
 
 // RunResult is the engine's answer for a program that ended with err (nil: it succeeded).
