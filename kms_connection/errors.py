@@ -221,7 +221,14 @@ class UnrecordedConnectionsError(Exception):
     before the operation. The message says so, store by store, with the command that disconnects each.
     """
 
-    def __init__(self, cause: BaseException, store_ids: list[str], recorded: str, commands: list[str]) -> None:
+    def __init__(
+        self,
+        cause: BaseException,
+        store_ids: list[str],
+        recorded: str,
+        commands: list[str],
+        role_arn: str | None = None,
+    ) -> None:
         self.cause = cause
         self.store_ids = store_ids
         it = "them" if len(store_ids) > 1 else "it"
@@ -232,6 +239,13 @@ class UnrecordedConnectionsError(Exception):
             f"program instead, nothing will disconnect {it}; do it with:",
         ]
         lines += [f"  {command}" for command in commands]
+        if role_arn:
+            # The store is in the role's account: the user's own credentials would be denied, or reach no store.
+            lines.append(
+                f"as role {role_arn}, as the provider reached {it}: with a profile that assumes it (`role_arn = "
+                f"{role_arn}` in ~/.aws/config, then `--profile`), or with the credentials of `aws sts assume-role "
+                f"--role-arn {role_arn} --role-session-name kms-connection` in the environment."
+            )
         super().__init__("\n".join(lines))
 
 

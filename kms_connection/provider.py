@@ -295,10 +295,17 @@ class _KmsProvider(ResourceProvider):
         return result
 
     def fail(
-        self, outcome: Outcome, region: str, resource: str | None, recorded: Collection[str], what_is_recorded: str
+        self,
+        outcome: Outcome,
+        region: str,
+        resource: str | None,
+        recorded: Collection[str],
+        what_is_recorded: str,
+        chain: Chain = (),
     ) -> NoReturn:
         """Raise the outcome's error, naming each store this operation connected that the state will not record
-        (the engine keeps the old state when an operation fails), with the command that disconnects it."""
+        (the engine keeps the old state when an operation fails), with the command that disconnects it, and the
+        role to run it as where ``chain`` (the roles the calls were signed with) names one."""
         error = outcome.error()
         unrecorded = [
             store_id
@@ -311,7 +318,8 @@ class _KmsProvider(ResourceProvider):
                 disconnect_command(store_id, region, settings.profile, settings.kms_endpoint) for store_id in unrecorded
             ]
             # Its message holds the cause's in full: a chained traceback would only say it twice.
-            raise UnrecordedConnectionsError(error, unrecorded, what_is_recorded, commands) from None
+            role_arn = chain[-1].role_arn if chain else None
+            raise UnrecordedConnectionsError(error, unrecorded, what_is_recorded, commands, role_arn) from None
         raise error
 
 
@@ -381,7 +389,7 @@ class CustomKeyStoreConnectionProvider(_KmsProvider):
         if outcome.failed:
             # A failed create records no resource; a failed update keeps the resource, and with it the store.
             recorded = [] if created else [store_id]
-            self.fail(outcome, region, goal.resource, recorded, "a failed create records no resource")
+            self.fail(outcome, region, goal.resource, recorded, "a failed create records no resource", chain)
         store = outcome.stores[store_id]
         assert store is not None  # the goal is not missing_ok: a missing store fails
         return outputs(props, store, account)
@@ -608,7 +616,7 @@ class CustomKeyStoreConnectionSetProvider(_KmsProvider):
                 if old_members
                 else "a failed create records no resource"
             )
-            self.fail(outcome, region, label, old_members, recorded)
+            self.fail(outcome, region, label, old_members, recorded, chain)
         _warn_missing(outcome.stores, outcome.missing, region)  # stores that left the set, already gone
         members = {store_id: outcome.stores[store_id] for store_id in props[names.CUSTOM_KEY_STORE_IDS]}
         return set_outputs(props, members, account)

@@ -283,3 +283,22 @@ def test_the_older_single_assume_role_and_a_single_allowed_account_id_are_read(
     config = stack_config(emu, assumeRole=json.dumps({"roleArn": SECURITY}), allowedAccountIds=SECURITY_ACCOUNT)
     result = Stack(servers(config)).up(connection("security", store_id))
     assert result.new is not None and result.new.outputs["account_id"] == SECURITY_ACCOUNT
+
+
+# -- a failure after a connect -------------------------------------------------------------------------------------
+
+
+def test_a_store_left_connecting_in_a_roles_account_is_disconnected_as_that_role(
+    emu: Emulator, servers: ServerFactory
+) -> None:
+    in_app = emu.create_store("app-hsm", account=APP_ACCOUNT)
+    emu.set_connect_outcome(in_app, "hang")
+    stack = Stack(servers(stack_config(emu)))
+
+    with pytest.raises(ProviderError) as failed:
+        stack.up(connection("app", in_app, role_arn=APP, connect_timeout_seconds=1))
+
+    message = failed.value.details
+    assert f"aws kms disconnect-custom-key-store --custom-key-store-id {in_app} --region {REGION}" in message
+    assert f"as role {APP}, as the provider reached it" in message
+    assert f"aws sts assume-role --role-arn {APP} --role-session-name kms-connection" in message
