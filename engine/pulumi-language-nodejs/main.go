@@ -83,7 +83,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		return &pulumirpc.RunResponse{Error: "Node.js (`node`) is not on PATH: install Node.js 20 or later"}, nil
+		return &pulumirpc.RunResponse{Error: "Node.js (`node`) is not on PATH: install Node.js (22, the Node.js SDK's minimum; 20 works with a warning)"}, nil
 	}
 	runner, err := findRunner(info.ProgramDirectory)
 	if err != nil {

@@ -82,3 +82,14 @@ def test_a_typescript_program_that_throws_fails_the_up_with_its_message_and_no_c
     assert result.returncode != 0
     assert "no key stores configured" in result.stdout
     assert example.calls() == []
+
+
+def test_a_typescript_program_without_its_npm_packages_fails_saying_to_install_them(example: CliStack) -> None:
+    (example.project_dir / "node_modules").unlink()
+
+    result = example.cli("preview", check=False)
+
+    assert result.returncode != 0
+    assert "the Pulumi Node.js SDK (@pulumi/pulumi) is not installed for" in result.stdout
+    assert "run `npm install` in that folder (or `pulumi install`)" in result.stdout
+    assert example.calls() == []
