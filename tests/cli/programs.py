@@ -38,11 +38,11 @@ def use_yaml_program(stack: CliStack, resources: dict[str, Any] | None = None) -
 def use_typescript_program(stack: CliStack, node_modules: Path) -> CliStack:
     """Make the stack's project the TypeScript example, with the npm packages installed in ``node_modules``."""
     project = yaml.safe_load((TYPESCRIPT_EXAMPLE / "Pulumi.yaml").read_text())
-    _use_project(stack, project, init=False)
+    _use_project(stack, project)
     for name in TYPESCRIPT_FILES:
         shutil.copy(TYPESCRIPT_EXAMPLE / name, stack.project_dir / name)
     (stack.project_dir / "node_modules").symlink_to(node_modules, target_is_directory=True)
-    return _init(stack)
+    return stack
 
 
 def install_typescript_example() -> Path:
@@ -58,7 +58,7 @@ def install_typescript_example() -> Path:
     return TYPESCRIPT_EXAMPLE / "node_modules"
 
 
-def _use_project(stack: CliStack, project: dict[str, Any], init: bool = True) -> CliStack:
+def _use_project(stack: CliStack, project: dict[str, Any]) -> CliStack:
     """Replace the stack's project with ``project`` (a Pulumi.yaml), running the plugin from this checkout,
     configured for the stack's emulator."""
     for path in stack.project_dir.iterdir():
@@ -67,10 +67,6 @@ def _use_project(stack: CliStack, project: dict[str, Any], init: bool = True) ->
     (stack.project_dir / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
     config = {"kms-connection:region": "us-east-1", "kms-connection:endpoints": [{"kms": stack.emulator.endpoint_url}]}
     (stack.project_dir / f"Pulumi.{stack.name}.yaml").write_text(yaml.safe_dump({"config": config}))
-    return _init(stack) if init else stack
-
-
-def _init(stack: CliStack) -> CliStack:
     created = run_pulumi(stack.pulumi_bin_dir, stack.project_dir, stack.env, "stack", "init", stack.name)
     assert created.returncode == 0, created.stdout
     return stack
