@@ -72,14 +72,11 @@ def _children_cpu() -> float:
 
 def run(*, runs: int) -> dict[str, Any]:
     samples: dict[str, list[dict[str, float]]] = {"ours": [], "noop": []}
-    emu = Emulator(clock=PerfClock())
-    try:
+    with Emulator(clock=PerfClock()) as emu:
         for i in range(runs):
             order = ("ours", "noop") if i % 2 == 0 else ("noop", "ours")
             for kind in order:
                 samples[kind].append(_first_check(kind, emu))
-    finally:
-        emu.stop()
     summary = {
         kind: {part: median(s[part] for s in runs_) for part in ("total", "to_port", "port_to_check", "cpu")}
         for kind, runs_ in samples.items()
