@@ -5,16 +5,11 @@ No timing is asserted (the machine is shared and noisy)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_runs import run_bench
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -22,19 +17,10 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench") / "results-blast-radius.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.blast_radius", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Preview of a planned disconnect" in proc.stdout
-    loaded: list[dict[str, Any]] = json.loads(out.read_text(encoding="utf-8"))["results"]
-    return loaded
+    printed, loaded = run_bench("bench.blast_radius", "--quick", out=out, timeout=110)
+    assert "Preview of a planned disconnect" in printed
+    results: list[dict[str, Any]] = loaded["results"]
+    return results
 
 
 def test_a_warning_preview_lists_the_regions_keys_and_aliases_once_whatever_the_latency(

@@ -7,18 +7,14 @@ only add time under this fixture's bound.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_runs import run_bench
+
 SECTIONS = ("calls", "lag", "overhead", "scale")
 
 pytestmark = pytest.mark.timeout(120)
@@ -27,18 +23,9 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", ",".join(SECTIONS), "--out", str(out)],
-        cwd=ROOT,
-        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Goals" in proc.stdout
-    loaded: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    printed, loaded = run_bench("bench", "--quick", "--only", ",".join(SECTIONS), out=out, timeout=110)
+    assert "Goals" in printed
+    assert isinstance(loaded, dict)
     return loaded
 
 

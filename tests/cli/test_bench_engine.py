@@ -3,16 +3,12 @@ it counts exactly holds (no timing is asserted: the machine is shared and noisy)
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from bench.pulumi_cli import ROOT
+from tests.bench_runs import run_bench
 
 # Two stacks of two stores, one run of each command: about 20 s on an idle machine, several times that under load.
 pytestmark = pytest.mark.timeout(330)
@@ -22,22 +18,13 @@ pytestmark = pytest.mark.timeout(330)
 def test_the_engine_section_counts_one_read_per_store_per_preview_and_no_mutating_call(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
 
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "engine", "--out", str(out)],
-        cwd=ROOT,
-        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    printed, results = run_bench("bench", "--quick", "--only", "engine", out=out, timeout=300)
 
-    assert result.returncode == 0, result.stderr
-    engine = json.loads(out.read_text(encoding="utf-8"))["engine"]
+    engine = results["engine"]
     steady = engine["steady"]
     assert steady["preview"]["describe_per_run"] == [engine["stores"]]
     assert steady["preview"]["mutating_per_run"] == [0]
     assert steady["up"]["mutating_per_run"] == [0]
     set_up = engine["set_up"]
     assert all(math.isfinite(set_up[key]) and set_up[key] > 0 for key in ("ours", "noop", "budget"))
-    assert "6. Through the real Pulumi CLI" in result.stdout
+    assert "6. Through the real Pulumi CLI" in printed
