@@ -111,6 +111,11 @@ ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
 # The engine's gRPC client options (rpcutil.GrpcChannelOptions): 400 MiB messages both ways.
 _MAX_MESSAGE = 400 * 1024 * 1024
+# What ``ProviderServer.stderr_lines`` writes into the provider's stderr pipe to know the reader has caught up (no
+# provider writes a NUL), and how long it waits for it.
+_SYNC_MARKER = "\x00seam-stderr-sync\x00"
+_SYNC_TIMEOUT = 30.0
+
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
     ("grpc.max_send_message_length", _MAX_MESSAGE),
@@ -388,6 +393,13 @@ class ProviderServer:
         self._stderr: list[str] = []
         self._stdout: list[str] = []
         self._lines_changed = threading.Condition()
+        # Our own pipe for the provider's stderr, whose write end we keep too: a marker we write after the
+        # provider's lines arrives after them, so the reader can say when it has read all the provider wrote
+        # before now (see ``stderr_lines``).
+        self._stderr_reader: Any = None
+        self._stderr_writer: int | None = None
+        self._syncs_sent = 0
+        self._syncs_seen = 0
         self._threads: list[threading.Thread] = []
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -406,14 +418,21 @@ class ProviderServer:
             raise RuntimeError("server already started")
         env = {**os.environ, "PULUMI_PROJECT": self.project, **self.env}
         started = time.monotonic()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "pulumi.dynamic"],
-            cwd=self.cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        reader, self._stderr_writer = os.pipe()
+        self._stderr_reader = os.fdopen(reader, "rb")
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-u", "-m", "pulumi.dynamic"],
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr_writer,
+            )
+        except BaseException:
+            self._close_stderr_writer()
+            self._stderr_reader.close()
+            raise
         try:
             self._connect(started)
         except BaseException:
@@ -427,7 +446,7 @@ class ProviderServer:
         port_line: queue.Queue[str | None] = queue.Queue(maxsize=1)
         self._threads = [
             threading.Thread(target=self._pump, args=(self._proc.stdout, self._stdout, port_line), daemon=True),
-            threading.Thread(target=self._pump, args=(self._proc.stderr, self._stderr, None), daemon=True),
+            threading.Thread(target=self._pump, args=(self._stderr_reader, self._stderr, None), daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -439,6 +458,8 @@ class ProviderServer:
             ) from None
         if line is None or not line.strip().isdigit():
             code = self._proc.wait(timeout=5) if line is None else None
+            if code is not None:
+                self._close_stderr_writer()
             self._join_pumps(2.0)
             raise ProviderStartupError(
                 f"provider exited (code {code}) or printed no port (first line {line!r}); "
@@ -484,7 +505,14 @@ class ProviderServer:
                 first = None
                 continue
             with self._lines_changed:
-                sink.append(line)
+                markers = line.count(_SYNC_MARKER)
+                if markers:
+                    # A provider line still being written when the marker went in keeps its text (its newline
+                    # then comes as an empty line of its own).
+                    self._syncs_seen += markers
+                    line = line.replace(_SYNC_MARKER, "")
+                if line or not markers:
+                    sink.append(line)
                 self._lines_changed.notify_all()
         if first is not None:
             first.put(None)
@@ -507,7 +535,22 @@ class ProviderServer:
         return None if self._proc is None else self._proc.poll()
 
     def stderr_lines(self) -> list[str]:
-        """Every stderr line the provider wrote so far (it is read continuously in the background)."""
+        """Every stderr line the provider wrote before this call.
+
+        The lines are read in the background; a line written during an RPC can still be in the pipe when the RPC
+        returns (seen under load). So this writes a marker into the same pipe and waits until the reader reaches
+        it: everything the provider wrote before is then read.
+        """
+        if self._stderr_writer is not None and self._threads:
+            with self._lines_changed:
+                self._syncs_sent += 1
+                wanted = self._syncs_sent
+            # Written without the lock: a full pipe must not block the reader, which needs the lock to go on.
+            os.write(self._stderr_writer, (_SYNC_MARKER + "\n").encode())
+            deadline = time.monotonic() + _SYNC_TIMEOUT
+            with self._lines_changed:
+                while self._syncs_seen < wanted and (remaining := deadline - time.monotonic()) > 0:
+                    self._lines_changed.wait(remaining)
         with self._lines_changed:
             return list(self._stderr)
 
@@ -535,6 +578,7 @@ class ProviderServer:
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait(timeout=10)
         self._close_channel()
+        self._close_stderr_writer()
         self._join_pumps(2.0)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -554,10 +598,17 @@ class ProviderServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        self._close_stderr_writer()
         self._join_pumps(2.0)
-        for stream in (proc.stdout, proc.stderr):
+        for stream in (proc.stdout, self._stderr_reader):
             if stream is not None:
                 stream.close()
+
+    def _close_stderr_writer(self) -> None:
+        # Until our write end is closed too, the reader sees no end of the pipe when the process exits.
+        if self._stderr_writer is not None:
+            os.close(self._stderr_writer)
+            self._stderr_writer = None
 
     def _close_channel(self) -> None:
         if self._channel is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,23 @@ def test_server_starts_and_reports_its_port(server: ProviderServer) -> None:
 def test_startup_failure_reports_stderr() -> None:
     with pytest.raises(ProviderStartupError, match="Fatal Python error"):
         ProviderServer(env={"PYTHONHOME": "/nonexistent"}, startup_timeout=10).start()
+
+
+class LaggingReader(ProviderServer):
+    """A server whose stderr reader falls behind, as it does on a loaded machine."""
+
+    def _pump(self, stream: Any, sink: list[str], first: Any) -> None:
+        if sink is self._stderr:
+            time.sleep(1.0)
+        super()._pump(stream, sink, first)
+
+
+def test_stderr_lines_hold_every_line_the_provider_wrote_before_the_call_returned(toy_log: Path) -> None:
+    with LaggingReader(env={"TOY_LOG": str(toy_log)}) as server:
+        server.configure({})
+        server.check(make_urn(ECHO, "a"), {}, echo("a").inputs)
+
+        assert server.stderr_lines() == ["toy: configure", "toy: check"]
 
 
 def test_calls_before_configure_are_refused() -> None:
