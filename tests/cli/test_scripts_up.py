@@ -1,13 +1,15 @@
 """``scripts/up``, the README's main command, as a newcomer runs it: a real `pulumi up` of the `local` stack.
 
-The script keeps its state in the checkout's ``.local/`` and its emulator on port 4599 (where ``Pulumi.local.yaml``
-points): these tests give it a scratch ``.local/`` by running a copy of the scripts and the stack's files.
+The script keeps its state in the checkout's ``.local/`` and starts its emulator where ``Pulumi.local.yaml`` points
+(port 4599): these tests run a copy of the scripts and the stack's files, so each has a scratch ``.local/`` and an
+emulator on a free port (another test run, or a newcomer's ``scripts/up``, may hold 4599 meanwhile).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -28,7 +30,17 @@ def checkout(tmp_path: Path, pulumi_bin_dir: Path) -> Path:
     for name in ("Pulumi.yaml", "Pulumi.local.yaml", "__main__.py", "requirements.txt", "pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, copy / name)
     (copy / ".venv").symlink_to(ROOT / ".venv")
+    stack = copy / "Pulumi.local.yaml"
+    default = "kms: http://127.0.0.1:4599"
+    assert default in stack.read_text()
+    stack.write_text(stack.read_text().replace(default, f"kms: http://127.0.0.1:{free_port()}"))
     return copy
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def up(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
