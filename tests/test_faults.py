@@ -31,6 +31,7 @@ import botocore.session
 import pytest
 
 from kms_connection.emulator import Emulator
+from kms_connection.emulator.clock import FakeClock
 from kms_connection.emulator.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 from kms_connection.emulator.faults import FailMode
 from kms_connection.emulator.store import settled
@@ -220,6 +221,9 @@ class Background:
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def join(self, timeout: float = 30.0) -> Background:
         self._thread.join(timeout)
@@ -757,16 +761,26 @@ def test_a_store_disconnected_by_someone_else_during_our_connect_fails_clearly_t
 # ---------------------------------------------------------------------------------------------------------
 
 
-# Long enough that the store is still in transition when the fresh provider process (started before the kill,
-# to keep the file fast) first reads it.
-KILL_WAIT_SECONDS = 1.5
+# How long a connect or disconnect takes on the held emulator's clock, which moves only when a case lets it.
+TRANSITION_SECONDS = 1.0
 
 
 @pytest.fixture
-def doomed_and_fresh(emu: Emulator) -> Iterator[tuple[ProviderServer, ProviderServer]]:
+def held() -> Iterator[Emulator]:
+    """An emulator whose connects and disconnects stay in transition until the case lets its clock run: the store is
+    still CONNECTING or DISCONNECTING after the kill and at the fresh process's first read, however slow the
+    machine (on real time, a loaded machine let a 1.5 s disconnect finish before the preview read it)."""
+    with Emulator(
+        clock=FakeClock(), connect_seconds=TRANSITION_SECONDS, disconnect_seconds=TRANSITION_SECONDS
+    ) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def doomed_and_fresh(held: Emulator) -> Iterator[tuple[ProviderServer, ProviderServer]]:
     """Two provider processes: the first is killed mid-wait, the second runs the operation again."""
     with ThreadPoolExecutor(2) as starter:
-        first, second = starter.map(lambda _: start_server(emu), range(2))
+        first, second = starter.map(lambda _: start_server(held), range(2))
     yield first, second
     first.close()
     second.close()
@@ -784,14 +798,37 @@ def kill_while_waiting(
     COUNTS["provider processes killed mid-wait"] += 1
 
 
+def run_again_while_held(emu: Emulator, step: Callable[[], object], store_id: str) -> object:
+    """Run ``step`` (the operation again, on the fresh process) with the store held in its transition; once the step
+    has read the store three times (it is in its wait: a read in Check, one to decide, one more after deciding to
+    wait), let the emulator's clock run until the step ends. Return what the step returned; raise what it raised."""
+    start = len(emu.calls)
+
+    def reads() -> int:
+        # A set reads all its stores with one Describe that names none of them (store_id None).
+        return sum(1 for c in emu.calls[start:] if c.operation == DESCRIBE and c.store_id in (store_id, None))
+
+    run = Background(step)
+    wait_until(lambda: reads() >= 3, what=f"the fresh provider to wait on {store_id}")
+    clock = emu.clock
+    assert isinstance(clock, FakeClock)
+    deadline = time.monotonic() + 30
+    while run.alive() and time.monotonic() < deadline:
+        clock.advance(0.05)
+        time.sleep(0.01)
+    run.join(timeout=0)
+    if run.error is not None:
+        raise run.error
+    return run.result
+
+
 def test_killed_while_waiting_for_connected_then_create_again(
-    emu: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
+    held: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
 ) -> None:
     """The provider process SIGKILLed while a create waits for CONNECTED: the create run again on a fresh process waits
     for the same connect; one Connect in all.
     """
-    first, second = doomed_and_fresh
-    emu.connect_seconds = KILL_WAIT_SECONDS
+    emu, (first, second) = held, doomed_and_fresh
     store_id = emu.create_store("hsm")
     registration = connection("conn", store_id)
 
@@ -799,7 +836,7 @@ def test_killed_while_waiting_for_connected_then_create_again(
     assert emu.state_of(store_id) == "CONNECTING"
 
     stack = Stack(second)  # the interrupted create recorded nothing: the engine creates again
-    stack.up(registration)
+    run_again_while_held(emu, lambda: stack.up(registration), store_id)
 
     assert request_lines(second) == []
     assert emu.state_of(store_id) == "CONNECTED"
@@ -809,18 +846,17 @@ def test_killed_while_waiting_for_connected_then_create_again(
 
 
 def test_killed_while_waiting_for_an_update_to_disconnected_then_update_again(
-    emu: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
+    held: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
 ) -> None:
     """SIGKILLed while an update waits for DISCONNECTED: the preview on a fresh process says it will wait, the update
     run again sends nothing new; one Disconnect in all.
     """
-    first, second = doomed_and_fresh
+    emu, (first, second) = held, doomed_and_fresh
     store_id = emu.create_store("hsm", connection_state="CONNECTED")
     connected = connection("conn", store_id)
     disconnected = connection("conn", store_id, desired_state="DISCONNECTED")
     stack = Stack(first)
     stack.up(connected)
-    emu.disconnect_seconds = KILL_WAIT_SECONDS
 
     kill_while_waiting(emu, first, lambda: stack.up(disconnected), DISCONNECT, store_id)
     # The failed update left the recorded outputs as they were: CONNECTED, with KMS DISCONNECTING.
@@ -830,8 +866,10 @@ def test_killed_while_waiting_for_an_update_to_disconnected_then_update_again(
     resumed = Stack(second, stack.resources)
     preview = resumed.preview(disconnected)
     assert preview.op == "update"
-    second.wait_for_stderr(f"{store_id}: observed DISCONNECTING, desired DISCONNECTED: will wait for DISCONNECTED")
-    resumed.up(disconnected)
+    assert f"{store_id}: observed DISCONNECTING, desired DISCONNECTED: will wait for DISCONNECTED" in (
+        second.stderr_lines()
+    )
+    run_again_while_held(emu, lambda: resumed.up(disconnected), store_id)
 
     assert request_lines(second) == []
     assert emu.state_of(store_id) == "DISCONNECTED"
@@ -841,17 +879,16 @@ def test_killed_while_waiting_for_an_update_to_disconnected_then_update_again(
 
 
 def test_killed_while_a_delete_waits_for_disconnected_then_destroy_again(
-    emu: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
+    held: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
 ) -> None:
     """SIGKILLed while a delete waits for DISCONNECTED: the failed delete keeps the resource; the destroy run again
     finishes without a new Disconnect.
     """
-    first, second = doomed_and_fresh
+    emu, (first, second) = held, doomed_and_fresh
     store_id = emu.create_store("hsm", connection_state="CONNECTED")
     registration = connection("conn", store_id)
     stack = Stack(first)
     stack.up(registration)
-    emu.disconnect_seconds = KILL_WAIT_SECONDS
 
     kill_while_waiting(emu, first, lambda: stack.destroy(registration.urn), DISCONNECT, store_id)
     # A failed delete keeps the resource.
@@ -859,7 +896,7 @@ def test_killed_while_a_delete_waits_for_disconnected_then_destroy_again(
     assert emu.state_of(store_id) == "DISCONNECTING"
 
     resumed = Stack(second, stack.resources)
-    resumed.destroy(registration.urn)
+    run_again_while_held(emu, lambda: resumed.destroy(registration.urn), store_id)
 
     assert request_lines(second) == []
     assert resumed.resources == {}
@@ -868,21 +905,20 @@ def test_killed_while_a_delete_waits_for_disconnected_then_destroy_again(
 
 
 def test_killed_while_repairing_a_failed_store_then_create_again(
-    emu: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
+    held: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
 ) -> None:
     """SIGKILLed while repairing a FAILED store (after its Disconnect): the create run again waits out the disconnect
     and sends only the Connect it still owed.
     """
-    first, second = doomed_and_fresh
+    emu, (first, second) = held, doomed_and_fresh
     store_id = emu.create_store("hsm", connection_state="FAILED", error_code="NETWORK_ERRORS")
     registration = connection("conn", store_id)
-    emu.disconnect_seconds = KILL_WAIT_SECONDS
 
     kill_while_waiting(emu, first, lambda: Stack(first).up(registration), DISCONNECT, store_id)
     assert emu.state_of(store_id) == "DISCONNECTING"
 
     stack = Stack(second)
-    stack.up(registration)
+    run_again_while_held(emu, lambda: stack.up(registration), store_id)
 
     # The repair's Disconnect is not sent again; the Connect it was waiting to send is.
     assert [line.rsplit(": ", 1)[-1] for line in request_lines(second)] == ["connecting"]
@@ -893,11 +929,10 @@ def test_killed_while_repairing_a_failed_store_then_create_again(
 
 
 def test_killed_while_a_set_waits_then_create_again(
-    emu: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
+    held: Emulator, doomed_and_fresh: tuple[ProviderServer, ProviderServer]
 ) -> None:
     """SIGKILLed while a set of three waits for CONNECTED: the set's create run again sends no new Connect."""
-    first, second = doomed_and_fresh
-    emu.connect_seconds = KILL_WAIT_SECONDS
+    emu, (first, second) = held, doomed_and_fresh
     store_ids = [emu.create_store(f"hsm-{i}") for i in range(3)]
     registration = connection_set("three", store_ids)
 
@@ -905,7 +940,7 @@ def test_killed_while_a_set_waits_then_create_again(
     assert [emu.state_of(store_id) for store_id in store_ids] == ["CONNECTING"] * 3
 
     stack = Stack(second)
-    stack.up(registration)
+    run_again_while_held(emu, lambda: stack.up(registration), store_ids[-1])
 
     assert request_lines(second) == []
     assert outputs(stack, registration)["connection_states"] == dict.fromkeys(store_ids, "CONNECTED")
