@@ -800,8 +800,9 @@ def kill_while_waiting(
 
 def run_again_while_held(emu: Emulator, step: Callable[[], object], store_id: str) -> object:
     """Run ``step`` (the operation again, on the fresh process) with the store held in its transition; once the step
-    has read the store three times (it is in its wait: a read in Check, one to decide, one more after deciding to
-    wait), let the emulator's clock run until the step ends. Return what the step returned; raise what it raised."""
+    has read the store three times (more than its Check or Diff reads: the operation itself read the store in
+    transition and decided, then read it again), let the emulator's clock run until the step ends. Return what the
+    step returned; raise what it raised."""
     start = len(emu.calls)
 
     def reads() -> int:
