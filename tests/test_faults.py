@@ -31,6 +31,7 @@ import botocore.session
 import pytest
 
 from kms_connection.emulator import Emulator
+from kms_connection.emulator.calls import Call
 from kms_connection.emulator.clock import FakeClock
 from kms_connection.emulator.emulator import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 from kms_connection.emulator.faults import FailMode
@@ -192,16 +193,18 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str =
         time.sleep(0.01)
 
 
+def reads_store(call: Call, store_id: str) -> bool:
+    """True if ``call`` is a Describe that reads the store: by its id, or a set's one Describe that names no store."""
+    return call.operation == DESCRIBE and call.store_id in (store_id, None)
+
+
 def waiting_after(emu: Emulator, operation: str, store_id: str) -> Callable[[], bool]:
     """True once the provider sent ``operation`` for the store and read the store again: it is in its wait."""
 
     def check() -> bool:
         log = emu.calls
         sent = [i for i, c in enumerate(log) if (c.operation, c.store_id, c.outcome) == (operation, store_id, "ok")]
-        # A set reads all its stores with one Describe that names none of them (store_id None).
-        return bool(sent) and any(
-            c.operation == DESCRIBE and c.store_id in (store_id, None) for c in log[sent[0] + 1 :]
-        )
+        return bool(sent) and any(reads_store(c, store_id) for c in log[sent[0] + 1 :])
 
     return check
 
@@ -806,8 +809,7 @@ def run_again_while_held(emu: Emulator, step: Callable[[], object], store_id: st
     start = len(emu.calls)
 
     def reads() -> int:
-        # A set reads all its stores with one Describe that names none of them (store_id None).
-        return sum(1 for c in emu.calls[start:] if c.operation == DESCRIBE and c.store_id in (store_id, None))
+        return sum(1 for c in emu.calls[start:] if reads_store(c, store_id))
 
     run = Background(step)
     wait_until(lambda: reads() >= 3, what=f"the fresh provider to wait on {store_id}")
