@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from kms_connection.emulator.clock import FakeClock
 from tests.cli.conftest import CONNECTION_TYPE, CliStack, store_entry
 
 pytestmark = pytest.mark.timeout(900)
@@ -73,6 +74,15 @@ def slow_connect(make_stack: Callable[..., CliStack]) -> CliStack:
     return stack
 
 
+@pytest.fixture
+def held_connect(make_stack: Callable[..., CliStack]) -> CliStack:
+    """One store whose connect never ends on its own: the emulator's clock moves only when the test moves it, so the
+    store is still CONNECTING however long the CLI takes to exit on a loaded machine."""
+    stack = make_stack({HSM: "primary"}, emulator_kwargs={"connect_seconds": 15, "clock": FakeClock()})
+    stack.write_config(keyStores=[store_entry(HSM, "primary", connectTimeoutSeconds=120)])
+    return stack
+
+
 def _interrupt_during_the_wait(stack: CliStack, presses: int) -> int:
     """Start `pulumi up`, press Ctrl-C ``presses`` times once the Connect is sent; the CLI's exit code."""
     process = stack.popen("up", "--yes")
@@ -98,12 +108,12 @@ def test_one_ctrl_c_lets_the_wait_finish_and_records_the_truth(slow_connect: Cli
     assert recorded["primary"]["outputs"]["connection_state"] == slow_connect.emulator.state_of(HSM) == "CONNECTED"
 
 
-def test_two_ctrl_c_leave_a_pending_create_and_no_claim_of_connected(slow_connect: CliStack) -> None:
-    _interrupt_during_the_wait(slow_connect, presses=2)
+def test_two_ctrl_c_leave_a_pending_create_and_no_claim_of_connected(held_connect: CliStack) -> None:
+    _interrupt_during_the_wait(held_connect, presses=2)
 
-    assert [operation["type"] for operation in slow_connect.pending_operations()] == ["creating"]
-    assert slow_connect.resources(CONNECTION_TYPE) == {}
-    assert slow_connect.emulator.state_of(HSM) == "CONNECTING"
+    assert [operation["type"] for operation in held_connect.pending_operations()] == ["creating"]
+    assert held_connect.resources(CONNECTION_TYPE) == {}
+    assert held_connect.emulator.state_of(HSM) == "CONNECTING"
 
 
 def test_after_two_ctrl_c_refresh_clears_the_pending_create_and_up_converges_without_a_second_connect(
