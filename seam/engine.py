@@ -560,7 +560,14 @@ class ProviderServer:
             return list(self._stdout)
 
     def wait_for_stderr(self, needle: str, timeout: float = 5.0) -> str:
-        """Wait until a stderr line contains ``needle``; return that line (``TimeoutError`` otherwise)."""
+        """Wait until a stderr line contains ``needle``; return that line (``TimeoutError`` otherwise).
+
+        Lines the provider wrote before this call are all read first (as ``stderr_lines`` does), so ``timeout`` bounds
+        only the wait for lines still to be written, never the background reader's lag.
+        """
+        for line in self.stderr_lines():
+            if needle in line:
+                return line
         deadline = time.monotonic() + timeout
         with self._lines_changed:
             while True:

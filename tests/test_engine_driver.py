@@ -77,21 +77,39 @@ def test_startup_failure_reports_stderr() -> None:
         ProviderServer(env={"PYTHONHOME": "/nonexistent"}, startup_timeout=10).start()
 
 
-class LaggingReader(ProviderServer):
-    """A server whose stderr reader falls behind, as it does on a loaded machine."""
+class SlowLines:
+    """A stream whose every line takes a second to read: a stderr reader kept behind the provider throughout."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def readline(self) -> bytes:
+        time.sleep(1.0)
+        return bytes(self._stream.readline())
+
+
+class LaggingLines(ProviderServer):
+    """A server whose stderr reader falls a second behind on every line, as it can on a loaded machine."""
 
     def _pump(self, stream: Any, sink: list[str], first: Any) -> None:
-        if sink is self._stderr:
-            time.sleep(1.0)
-        super()._pump(stream, sink, first)
+        super()._pump(SlowLines(stream) if sink is self._stderr else stream, sink, first)
 
 
 def test_stderr_lines_hold_every_line_the_provider_wrote_before_the_call_returned(toy_log: Path) -> None:
-    with LaggingReader(env={"TOY_LOG": str(toy_log)}) as server:
+    with LaggingLines(env={"TOY_LOG": str(toy_log)}) as server:
         server.configure({})
         server.check(make_urn(ECHO, "a"), {}, echo("a").inputs)
 
         assert server.stderr_lines() == ["toy: configure", "toy: check"]
+
+
+def test_wait_for_stderr_finds_a_line_written_before_the_call_however_far_the_reader_lags(toy_log: Path) -> None:
+    with LaggingLines(env={"TOY_LOG": str(toy_log)}) as server:
+        server.configure({})
+        server.check(make_urn(ECHO, "a"), {}, echo("a").inputs)
+
+        # The reader is a second behind; the timeout bounds only lines still to come, not that lag.
+        assert server.wait_for_stderr("toy: check", timeout=0.1) == "toy: check"
 
 
 def test_calls_before_configure_are_refused() -> None:
