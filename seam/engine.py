@@ -535,11 +535,16 @@ class ProviderServer:
         return None if self._proc is None else self._proc.poll()
 
     def stderr_lines(self) -> list[str]:
-        """Every stderr line the provider wrote before this call.
+        """Every stderr line the provider wrote before this call."""
+        self._catch_up_stderr()
+        with self._lines_changed:
+            return list(self._stderr)
 
-        The lines are read in the background; a line written during an RPC can still be in the pipe when the RPC
-        returns (seen under load). So this writes a marker into the same pipe and waits until the reader reaches
-        it: everything the provider wrote before is then read.
+    def _catch_up_stderr(self) -> None:
+        """Return once the background reader has read every stderr line the provider wrote before this call.
+
+        A line written during an RPC can still be in the pipe when the RPC returns (seen under load). So this writes
+        a marker into the same pipe and waits until the reader reaches it.
         """
         if self._stderr_writer is not None and self._threads:
             with self._lines_changed:
@@ -551,8 +556,6 @@ class ProviderServer:
             with self._lines_changed:
                 while self._syncs_seen < wanted and (remaining := deadline - time.monotonic()) > 0:
                     self._lines_changed.wait(remaining)
-        with self._lines_changed:
-            return list(self._stderr)
 
     def stdout_lines(self) -> list[str]:
         """Stdout lines after the port line."""
@@ -562,12 +565,10 @@ class ProviderServer:
     def wait_for_stderr(self, needle: str, timeout: float = 5.0) -> str:
         """Wait until a stderr line contains ``needle``; return that line (``TimeoutError`` otherwise).
 
-        Lines the provider wrote before this call are all read first (as ``stderr_lines`` does), so ``timeout`` bounds
-        only the wait for lines still to be written, never the background reader's lag.
+        Lines the provider wrote before this call are all read first, so ``timeout`` bounds only the wait for lines
+        still to be written, never the background reader's lag.
         """
-        for line in self.stderr_lines():
-            if needle in line:
-                return line
+        self._catch_up_stderr()
         deadline = time.monotonic() + timeout
         with self._lines_changed:
             while True:

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -66,21 +67,23 @@ def test_the_next_up_after_the_fault_is_cleared_converges(locked_out: CliStack) 
     assert locked_out.resources(CONNECTION_TYPE)["primary"]["outputs"]["connection_state"] == "CONNECTED"
 
 
+def _one_store_connecting_for_15_s(make_stack: Callable[..., CliStack], **emulator_kwargs: Any) -> CliStack:
+    stack = make_stack({HSM: "primary"}, emulator_kwargs={"connect_seconds": 15, **emulator_kwargs})
+    stack.write_config(keyStores=[store_entry(HSM, "primary", connectTimeoutSeconds=120)])
+    return stack
+
+
 @pytest.fixture
 def slow_connect(make_stack: Callable[..., CliStack]) -> CliStack:
     """One store whose connect takes 15 s: long enough to interrupt `up` while the provider waits."""
-    stack = make_stack({HSM: "primary"}, emulator_kwargs={"connect_seconds": 15})
-    stack.write_config(keyStores=[store_entry(HSM, "primary", connectTimeoutSeconds=120)])
-    return stack
+    return _one_store_connecting_for_15_s(make_stack)
 
 
 @pytest.fixture
 def held_connect(make_stack: Callable[..., CliStack]) -> CliStack:
     """One store whose connect never ends on its own: the emulator's clock moves only when the test moves it, so the
     store is still CONNECTING however long the CLI takes to exit on a loaded machine."""
-    stack = make_stack({HSM: "primary"}, emulator_kwargs={"connect_seconds": 15, "clock": FakeClock()})
-    stack.write_config(keyStores=[store_entry(HSM, "primary", connectTimeoutSeconds=120)])
-    return stack
+    return _one_store_connecting_for_15_s(make_stack, clock=FakeClock())
 
 
 def _interrupt_during_the_wait(stack: CliStack, presses: int) -> int:
